@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README): system packages, formatting, lints, the whole test suite.
+# Lab tests need root and the packages from setup.sh; they run here as part of
+# `cargo test --workspace`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo test" >&2
+cargo test --workspace
