@@ -14,7 +14,9 @@
 //! Precedence: a command-line flag beats the environment variable of the same key, which
 //! beats the file ([`Settings::get`] implements the last two; callers pass the flag first).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use safety_shell::envfile;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -232,188 +234,25 @@ impl ConfigFile {
 }
 
 /// Parses `config.env` text. `env` resolves `$VAR` references (the process environment in
-/// production, a map in tests).
+/// production, a map in tests). The syntax is [`safety_shell::envfile`]'s; keys not in
+/// [`KNOWN_KEYS`] are warned about once.
 pub fn parse_env_text(
     text: &str,
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ConfigFile, ConfigError> {
-    let mut out = ConfigFile {
+    let parsed = envfile::parse_env_text(text, origin, env, &is_known_key).map_err(|e| {
+        ConfigError::Syntax {
+            origin: e.origin,
+            line: e.line,
+            message: e.message,
+        }
+    })?;
+    Ok(ConfigFile {
         origin: origin.to_string(),
-        ..ConfigFile::default()
-    };
-    let mut warned: BTreeSet<String> = BTreeSet::new();
-    for (idx, raw) in text.lines().enumerate() {
-        let line_no = idx + 1;
-        let syntax = |message: String| ConfigError::Syntax {
-            origin: origin.to_string(),
-            line: line_no,
-            message,
-        };
-        let line = raw.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = match line.strip_prefix("export") {
-            Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
-            _ => line,
-        };
-        let Some(eq) = line.find('=') else {
-            return Err(syntax(format!(
-                "expected KEY=VALUE, found {:?}; comment it out with # if it is not a setting",
-                truncate(line, 60)
-            )));
-        };
-        let key = line[..eq].trim();
-        if !is_valid_key(key) {
-            return Err(syntax(format!(
-                "{:?} is not a valid key (letters, digits and _, not starting with a digit)",
-                truncate(key, 60)
-            )));
-        }
-        let mut undefined = Vec::new();
-        let value = parse_value(line[eq + 1..].trim_start(), env, &mut undefined)
-            .map_err(|m| syntax(format!("{key}: {m}")))?;
-        for var in undefined {
-            let w = format!("{origin} line {line_no}: {key} uses ${var}, which is not set in the environment (expanded to an empty string)");
-            if warned.insert(w.clone()) {
-                out.warnings.push(w);
-            }
-        }
-        if !is_known_key(key) {
-            let w = format!(
-                "{origin}: unknown key {key} (ignored; see docs/cloud-provider.md for the keys)"
-            );
-            if warned.insert(format!("unknown:{key}")) {
-                out.warnings.push(w);
-            }
-        }
-        out.values.insert(key.to_string(), value);
-    }
-    Ok(out)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
-
-fn is_valid_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Parses the right-hand side of an assignment: a sequence of unquoted, single-quoted and
-/// double-quoted segments, ending at an unquoted `#` preceded by whitespace (or at the end).
-fn parse_value(
-    input: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    undefined: &mut Vec<String>,
-) -> Result<String, String> {
-    let chars: Vec<char> = input.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    // Trailing unquoted whitespace is dropped; track where meaningful content ends.
-    let mut keep_len = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '\'' => {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&c| c == '\'')
-                    .ok_or("unterminated single quote; close it with '")?;
-                out.extend(&chars[i + 1..i + 1 + end]);
-                i += end + 2;
-                keep_len = out.len();
-            }
-            '"' => {
-                i += 1;
-                loop {
-                    let Some(&c) = chars.get(i) else {
-                        return Err("unterminated double quote; close it with \"".into());
-                    };
-                    match c {
-                        '"' => {
-                            i += 1;
-                            break;
-                        }
-                        '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
-                            out.push(chars[i + 1]);
-                            i += 2;
-                        }
-                        '$' => i = expand(&chars, i, env, undefined, &mut out)?,
-                        _ => {
-                            out.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                keep_len = out.len();
-            }
-            '#' if i == 0 || chars[i - 1].is_whitespace() => break,
-            '\\' if i + 1 < chars.len() => {
-                out.push(chars[i + 1]);
-                i += 2;
-                keep_len = out.len();
-            }
-            '$' => {
-                i = expand(&chars, i, env, undefined, &mut out)?;
-                keep_len = out.len();
-            }
-            c if c.is_whitespace() => {
-                out.push(c);
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-                keep_len = out.len();
-            }
-        }
-    }
-    out.truncate(keep_len);
-    Ok(out)
-}
-
-/// Expands `$NAME` or `${NAME}` starting at `chars[i] == '$'`; returns the index after it.
-/// A `$` not followed by a name is kept literally.
-fn expand(
-    chars: &[char],
-    i: usize,
-    env: &dyn Fn(&str) -> Option<String>,
-    undefined: &mut Vec<String>,
-    out: &mut String,
-) -> Result<usize, String> {
-    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let (name, next) = if chars.get(i + 1) == Some(&'{') {
-        let end = chars[i + 2..]
-            .iter()
-            .position(|&c| c == '}')
-            .ok_or("unterminated ${...}; close it with }")?;
-        let name: String = chars[i + 2..i + 2 + end].iter().collect();
-        if name.is_empty() || !name.chars().all(is_name_char) {
-            return Err(format!(
-                "${{{name}}} is not a plain variable reference (only $NAME and ${{NAME}} are expanded)"
-            ));
-        }
-        (name, i + 3 + end)
-    } else {
-        let len = chars[i + 1..]
-            .iter()
-            .take_while(|&&c| is_name_char(c))
-            .count();
-        if len == 0 || chars[i + 1].is_ascii_digit() {
-            out.push('$');
-            return Ok(i + 1);
-        }
-        (chars[i + 1..i + 1 + len].iter().collect(), i + 1 + len)
-    };
-    match env(&name) {
-        Some(v) => out.push_str(&v),
-        None => undefined.push(name),
-    }
-    Ok(next)
+        values: parsed.values,
+        warnings: parsed.warnings,
+    })
 }
 
 /// Parses a boolean the way every tool does: `true/1/yes/on` and `false/0/no/off`, any case.
