@@ -1,0 +1,1188 @@
+//! `iptables-save` / `ip6tables-save` parser (with and without counters) and renderer.
+//!
+//! The parser is line-streaming, never panics and keeps anything it does not understand
+//! verbatim with a warning. Rendering a parsed rule gives its normalised text (the identity
+//! the diff aligns on), and parsing that text gives the same model back.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use crate::model::{
+    Backend, BaseChain, Chain, Cond, Counters, Family, Match, Policy, PortRange, Rule, Ruleset,
+    Table, Target, Warning,
+};
+use crate::ParseError;
+
+/// Match modules whose options are kept as structured `Module` conditions without warning.
+const KNOWN_MODULES: &[&str] = &[
+    "tcp",
+    "udp",
+    "udplite",
+    "sctp",
+    "dccp",
+    "icmp",
+    "icmp6",
+    "multiport",
+    "state",
+    "conntrack",
+    "comment",
+    "limit",
+    "hashlimit",
+    "mark",
+    "connmark",
+    "set",
+    "addrtype",
+    "iprange",
+    "mac",
+    "owner",
+    "physdev",
+    "statistic",
+    "recent",
+    "string",
+    "length",
+    "ttl",
+    "hl",
+    "pkttype",
+    "tcpmss",
+    "socket",
+    "policy",
+    "connlimit",
+    "rpfilter",
+    "ah",
+    "esp",
+    "dscp",
+    "tos",
+    "ecn",
+    "u32",
+    "bpf",
+    "time",
+    "quota",
+    "helper",
+    "devgroup",
+    "cgroup",
+    "realm",
+    "cpu",
+    "nfacct",
+    "frag",
+    "hbh",
+    "rt",
+    "ipv6header",
+    "mh",
+    "connbytes",
+    "cluster",
+    "ipvs",
+    "ipcomp",
+    "eui64",
+    "srh",
+    "connlabel",
+    "rateest",
+    "osf",
+    "nfqueue",
+];
+
+/// Extension targets and whether they end traversal of the chain.
+const EXTENSION_TARGETS: &[(&str, bool)] = &[
+    ("LOG", false),
+    ("NFLOG", false),
+    ("ULOG", false),
+    ("MARK", false),
+    ("CONNMARK", false),
+    ("CT", false),
+    ("NOTRACK", false),
+    ("TCPMSS", false),
+    ("TTL", false),
+    ("HL", false),
+    ("TOS", false),
+    ("DSCP", false),
+    ("ECN", false),
+    ("CLASSIFY", false),
+    ("SECMARK", false),
+    ("CONNSECMARK", false),
+    ("TEE", false),
+    ("AUDIT", false),
+    ("CHECKSUM", false),
+    ("TRACE", false),
+    ("IDLETIMER", false),
+    ("LED", false),
+    ("SET", false),
+    ("RATEEST", false),
+    ("HMARK", false),
+    ("TCPOPTSTRIP", false),
+    ("CLUSTERIP", false),
+    ("DNAT", true),
+    ("SNAT", true),
+    ("MASQUERADE", true),
+    ("REDIRECT", true),
+    ("NETMAP", true),
+    ("NFQUEUE", true),
+    ("TPROXY", true),
+    ("SYNPROXY", true),
+];
+
+/// Whether `name` is a known extension target, and if so whether it terminates.
+pub fn extension_target(name: &str) -> Option<bool> {
+    EXTENSION_TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
+
+/// Hook, type and priority of an iptables builtin chain in `table`.
+pub fn builtin_chain(table: &str, chain: &str) -> Option<(&'static str, &'static str, i32)> {
+    let hook = match chain {
+        "PREROUTING" => "prerouting",
+        "INPUT" => "input",
+        "FORWARD" => "forward",
+        "OUTPUT" => "output",
+        "POSTROUTING" => "postrouting",
+        _ => return None,
+    };
+    let (ty, prio) = match (table, chain) {
+        ("raw", "PREROUTING" | "OUTPUT") => ("filter", -300),
+        ("mangle", "OUTPUT") => ("route", -150),
+        ("mangle", _) => ("filter", -150),
+        ("nat", "PREROUTING" | "OUTPUT") => ("nat", -100),
+        ("nat", "INPUT" | "POSTROUTING") => ("nat", 100),
+        ("filter", "INPUT" | "FORWARD" | "OUTPUT") => ("filter", 0),
+        ("security", "INPUT" | "FORWARD" | "OUTPUT") => ("filter", 50),
+        _ => return None,
+    };
+    Some((hook, ty, prio))
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    text: String,
+    quoted: bool,
+}
+
+/// Splits a line like a shell would for iptables-save output: double quotes group, a
+/// backslash escapes the next character. Never fails: an unterminated quote ends the token.
+fn tokenize(line: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_token = false;
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_token = true;
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                quoted = true;
+                in_token = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if in_token {
+                    out.push(Token {
+                        text: std::mem::take(&mut cur),
+                        quoted,
+                    });
+                }
+                in_token = false;
+                quoted = false;
+            }
+            c => {
+                cur.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if in_token {
+        out.push(Token { text: cur, quoted });
+    }
+    out
+}
+
+/// Quotes an argument for rendering when it needs it.
+pub fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && !arg.starts_with('-')
+        && arg != "!"
+        && arg
+            .chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '\\' && c != '\'');
+    if plain {
+        return arg.to_string();
+    }
+    let mut s = String::from("\"");
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+fn is_option(t: &Token) -> bool {
+    !t.quoted
+        && (t.text == "!"
+            || (t.text.starts_with('-')
+                && t.text.len() > 1
+                && !t.text[1..].starts_with(|c: char| c.is_ascii_digit())))
+}
+
+/// Parses `a,b:c` port lists.
+pub fn parse_ports(s: &str) -> Option<Vec<PortRange>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once([':', '-']) {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let start = if a.is_empty() { 0 } else { a.parse().ok()? };
+        let end = if b.is_empty() { 65535 } else { b.parse().ok()? };
+        if start > end {
+            return None;
+        }
+        out.push(PortRange { start, end });
+    }
+    Some(out)
+}
+
+fn render_ports(ports: &[PortRange]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            if p.start == p.end {
+                p.start.to_string()
+            } else {
+                format!("{}:{}", p.start, p.end)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// `value[/mask]` of mark matches.
+pub fn parse_mark(s: &str) -> Option<(u32, u32)> {
+    match s.split_once('/') {
+        Some((v, m)) => Some((parse_u32(v)?, parse_u32(m)?)),
+        None => Some((parse_u32(s)?, u32::MAX)),
+    }
+}
+
+/// Builds one condition from a module option and its arguments.
+fn module_cond(module: &str, option: &str, args: &[String]) -> Option<Cond> {
+    let a0 = args.first().map(String::as_str).unwrap_or("");
+    let one = args.len() == 1;
+    Some(match (module, option) {
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite", "--dport" | "--destination-port") if one => {
+            Cond::DestPort {
+                ports: parse_ports(a0)?,
+            }
+        }
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite", "--sport" | "--source-port") if one => {
+            Cond::SourcePort {
+                ports: parse_ports(a0)?,
+            }
+        }
+        ("multiport", "--dports" | "--destination-ports") if one => Cond::DestPort {
+            ports: parse_ports(a0)?,
+        },
+        ("multiport", "--sports" | "--source-ports") if one => Cond::SourcePort {
+            ports: parse_ports(a0)?,
+        },
+        ("multiport", "--ports") if one => Cond::AnyPort {
+            ports: parse_ports(a0)?,
+        },
+        ("tcp", "--tcp-flags") if args.len() == 2 => Cond::TcpFlags {
+            mask: split_list(a0),
+            set: split_list(&args[1]),
+        },
+        ("tcp", "--syn") if args.is_empty() => Cond::TcpFlags {
+            mask: vec!["FIN".into(), "SYN".into(), "RST".into(), "ACK".into()],
+            set: vec!["SYN".into()],
+        },
+        ("icmp", "--icmp-type") | ("icmp6", "--icmpv6-type") if one => Cond::IcmpType {
+            icmp_type: a0.to_string(),
+        },
+        ("state", "--state") | ("conntrack", "--ctstate") if one => Cond::CtState {
+            states: a0.split(',').map(|s| s.to_ascii_uppercase()).collect(),
+        },
+        ("comment", "--comment") if one => Cond::Comment {
+            text: a0.to_string(),
+        },
+        ("limit", "--limit") if one => Cond::Limit {
+            rate: a0.to_string(),
+            burst: None,
+            over: false,
+        },
+        ("mark" | "connmark", "--mark") if one => {
+            if module == "connmark" {
+                return Some(Cond::Module {
+                    module: module.into(),
+                    option: "mark".into(),
+                    args: args.to_vec(),
+                });
+            }
+            let (value, mask) = parse_mark(a0)?;
+            Cond::Mark { value, mask }
+        }
+        ("set", "--match-set") if args.len() == 2 => Cond::SetLookup {
+            set: a0.to_string(),
+            key: args[1].clone(),
+        },
+        ("addrtype", "--src-type") if one => Cond::AddrType {
+            src_type: Some(a0.to_string()),
+            dst_type: None,
+        },
+        ("addrtype", "--dst-type") if one => Cond::AddrType {
+            src_type: None,
+            dst_type: Some(a0.to_string()),
+        },
+        ("iprange", "--src-range" | "--dst-range") if one => {
+            let (from, to) = a0.split_once('-')?;
+            Cond::AddrRange {
+                dir: if option == "--src-range" {
+                    "src"
+                } else {
+                    "dst"
+                }
+                .into(),
+                from: from.into(),
+                to: to.into(),
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    if s == "NONE" {
+        return Vec::new();
+    }
+    s.split(',').map(str::to_string).collect()
+}
+
+/// Renders the arguments of a condition as they appear after its option.
+fn cond_args(m: &Match) -> Vec<String> {
+    match &m.cond {
+        Cond::Protocol { protocol } => vec![protocol.clone()],
+        Cond::Source { addrs } | Cond::Destination { addrs } => vec![addrs.join(",")],
+        Cond::InInterface { name } | Cond::OutInterface { name } => vec![name.clone()],
+        Cond::SourcePort { ports } | Cond::DestPort { ports } | Cond::AnyPort { ports } => {
+            vec![render_ports(ports)]
+        }
+        Cond::IcmpType { icmp_type } => vec![icmp_type.clone()],
+        Cond::CtState { states } => vec![states.join(",")],
+        Cond::TcpFlags { mask, set } => {
+            if m.option.as_deref() == Some("--syn") {
+                vec![]
+            } else {
+                let j = |v: &Vec<String>| {
+                    if v.is_empty() {
+                        "NONE".to_string()
+                    } else {
+                        v.join(",")
+                    }
+                };
+                vec![j(mask), j(set)]
+            }
+        }
+        Cond::Comment { text } => vec![text.clone()],
+        Cond::Limit { rate, burst, .. } => {
+            let mut v = vec![rate.clone()];
+            if let Some(b) = burst {
+                v.push("--limit-burst".into());
+                v.push(b.to_string());
+            }
+            v
+        }
+        Cond::Mark { value, mask } => {
+            if *mask == u32::MAX {
+                vec![format!("{value:#x}")]
+            } else {
+                vec![format!("{value:#x}/{mask:#x}")]
+            }
+        }
+        Cond::AddrType { src_type, dst_type } => {
+            vec![src_type
+                .clone()
+                .or_else(|| dst_type.clone())
+                .unwrap_or_default()]
+        }
+        Cond::SetLookup { set, key } => vec![set.clone(), key.clone()],
+        Cond::AddrRange { from, to, .. } => vec![format!("{from}-{to}")],
+        Cond::Module { args, .. } => args.clone(),
+        Cond::Unknown { .. } => vec![],
+    }
+}
+
+/// Renders a rule's matches and target as iptables-save arguments (no `-A CHAIN`).
+pub fn render_rule_args(rule: &Rule) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut module: Option<&str> = None;
+    for m in &rule.matches {
+        if let Some(md) = m.module.as_deref() {
+            if module != Some(md) {
+                parts.push("-m".into());
+                parts.push(quote(md));
+                module = Some(md);
+            }
+        }
+        if m.negated {
+            parts.push("!".into());
+        }
+        if let Cond::Unknown { text } = &m.cond {
+            parts.push(text.clone());
+            continue;
+        }
+        let opt = m.option.clone().unwrap_or_else(|| default_option(&m.cond));
+        parts.push(opt);
+        // Limit's burst rides along as its own option after the rate.
+        if let Cond::Limit { rate, burst, .. } = &m.cond {
+            parts.push(quote(rate));
+            if let Some(b) = burst {
+                parts.push("--limit-burst".into());
+                parts.push(b.to_string());
+            }
+            continue;
+        }
+        for a in cond_args(m) {
+            parts.push(quote(&a));
+        }
+    }
+    match &rule.target {
+        Target::None => {}
+        Target::Accept => parts.push("-j ACCEPT".into()),
+        Target::Drop => parts.push("-j DROP".into()),
+        Target::Return => parts.push("-j RETURN".into()),
+        Target::Queue => parts.push("-j QUEUE".into()),
+        Target::Continue => parts.push("-j CONTINUE".into()),
+        Target::Reject { with } => {
+            parts.push("-j REJECT".into());
+            if let Some(w) = with {
+                parts.push("--reject-with".into());
+                parts.push(quote(w));
+            }
+        }
+        Target::Jump { chain } => {
+            parts.push("-j".into());
+            parts.push(quote(chain));
+        }
+        Target::Goto { chain } => {
+            parts.push("-g".into());
+            parts.push(quote(chain));
+        }
+        Target::Extension { name, args, .. } => {
+            parts.push("-j".into());
+            parts.push(quote(name));
+            for a in args {
+                if is_option(&Token {
+                    text: a.clone(),
+                    quoted: false,
+                }) {
+                    parts.push(a.clone());
+                } else {
+                    parts.push(quote(a));
+                }
+            }
+        }
+        Target::VerdictMap { key, map, .. } => parts.push(format!(
+            "-j VMAP({key} {})",
+            map.clone().unwrap_or_default()
+        )),
+    }
+    parts.join(" ")
+}
+
+fn default_option(c: &Cond) -> String {
+    match c {
+        Cond::Protocol { .. } => "-p",
+        Cond::Source { .. } => "-s",
+        Cond::Destination { .. } => "-d",
+        Cond::InInterface { .. } => "-i",
+        Cond::OutInterface { .. } => "-o",
+        Cond::SourcePort { .. } => "--sport",
+        Cond::DestPort { .. } => "--dport",
+        Cond::AnyPort { .. } => "--ports",
+        Cond::IcmpType { .. } => "--icmp-type",
+        Cond::CtState { .. } => "--ctstate",
+        Cond::TcpFlags { .. } => "--tcp-flags",
+        Cond::Comment { .. } => "--comment",
+        Cond::Limit { .. } => "--limit",
+        Cond::Mark { .. } => "--mark",
+        Cond::AddrType {
+            src_type: Some(_), ..
+        } => "--src-type",
+        Cond::AddrType { .. } => "--dst-type",
+        Cond::SetLookup { .. } => "--match-set",
+        Cond::AddrRange { dir, .. } if dir == "src" => "--src-range",
+        Cond::AddrRange { .. } => "--dst-range",
+        Cond::Module { option, .. } => return format!("--{option}"),
+        Cond::Unknown { .. } => "",
+    }
+    .to_string()
+}
+
+/// Renders a whole ruleset's iptables tables back to iptables-save text (no counters).
+pub fn render(ruleset: &Ruleset) -> String {
+    let mut out = String::new();
+    for t in ruleset
+        .tables
+        .iter()
+        .filter(|t| t.backend == Backend::Iptables)
+    {
+        out.push_str(&format!("*{}\n", t.name));
+        for c in &t.chains {
+            let pol = c.base.as_ref().map(|b| b.policy.as_str()).unwrap_or("-");
+            out.push_str(&format!(":{} {} [0:0]\n", c.name, pol));
+        }
+        for c in &t.chains {
+            for r in &c.rules {
+                out.push_str(&format!("-A {} {}\n", c.name, r.text));
+            }
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
+struct TableBuilder {
+    name: String,
+    chains: Vec<Chain>,
+    index: HashMap<String, usize>,
+}
+
+struct State {
+    rs: Ruleset,
+    cur: Option<TableBuilder>,
+    ip6_hint: bool,
+    header_family: Option<Family>,
+    pending: Vec<(usize, String, String)>,
+}
+
+/// Parses iptables-save / ip6tables-save text.
+pub fn parse_str(text: &str) -> Result<Ruleset, ParseError> {
+    parse_reader(text.as_bytes())
+}
+
+/// Parses iptables-save / ip6tables-save from a reader, line by line.
+pub fn parse_reader<R: BufRead>(mut reader: R) -> Result<Ruleset, ParseError> {
+    let mut st = State {
+        rs: Ruleset::default(),
+        cur: None,
+        ip6_hint: false,
+        header_family: None,
+        pending: Vec::new(),
+    };
+    let mut buf = Vec::new();
+    let mut lineno = 0usize;
+    let mut saw_table = false;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ParseError::Io(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('#') {
+            header_comment(&mut st, c);
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('*') {
+            finish_table(&mut st);
+            saw_table = true;
+            st.cur = Some(TableBuilder {
+                name: name.trim().to_string(),
+                chains: Vec::new(),
+                index: HashMap::new(),
+            });
+            continue;
+        }
+        if line == "COMMIT" {
+            if st.cur.is_none() {
+                warn(&mut st.rs, lineno, "COMMIT outside a table ignored");
+            }
+            finish_table(&mut st);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(':') {
+            chain_decl(&mut st, lineno, rest);
+            continue;
+        }
+        let (counters, rest) = strip_counters(line);
+        if rest.starts_with("-A ") || rest.starts_with("--append ") {
+            rule_line(&mut st, lineno, counters, rest);
+            continue;
+        }
+        if rest.starts_with("-N ") || rest.starts_with("-P ") || rest.starts_with("-I ") {
+            warn(
+                &mut st.rs,
+                lineno,
+                &format!(
+                    "command line {:?} is not iptables-save output; ignored",
+                    trunc(rest)
+                ),
+            );
+            continue;
+        }
+        warn(
+            &mut st.rs,
+            lineno,
+            &format!("unrecognised line {:?} ignored", trunc(line)),
+        );
+    }
+    finish_table(&mut st);
+    if !saw_table {
+        return Err(ParseError::Format(
+            "no `*table` section found: this is not iptables-save output".into(),
+        ));
+    }
+    let family = st
+        .header_family
+        .unwrap_or(if st.ip6_hint { Family::Ip6 } else { Family::Ip });
+    for t in &mut st.rs.tables {
+        t.family = family;
+    }
+    if st.rs.producers.is_empty() {
+        st.rs.producers.push("iptables".into());
+    }
+    Ok(st.rs)
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+fn warn(rs: &mut Ruleset, line: usize, message: &str) {
+    rs.warnings.push(Warning {
+        line,
+        message: message.to_string(),
+    });
+}
+
+fn header_comment(st: &mut State, c: &str) {
+    let c = c.trim();
+    if let Some(rest) = c.strip_prefix("Generated by ") {
+        if rest.starts_with("ip6tables") {
+            st.header_family = Some(Family::Ip6);
+        } else if rest.starts_with("iptables") {
+            st.header_family = Some(Family::Ip);
+        }
+        let producer = if rest.contains("(nf_tables)") || rest.contains("-nft-save") {
+            "iptables-nft"
+        } else if rest.contains("(legacy)") || rest.contains("-legacy-save") {
+            "iptables-legacy"
+        } else {
+            // Releases before 1.8 print no back end: they are legacy.
+            "iptables-legacy"
+        };
+        if !st.rs.producers.iter().any(|p| p == producer) {
+            st.rs.producers.push(producer.into());
+        }
+    } else if c.contains("iptables-legacy tables present")
+        && !st.rs.producers.iter().any(|p| p == "iptables-legacy")
+    {
+        st.rs.producers.push("iptables-legacy".into());
+    }
+}
+
+fn strip_counters(line: &str) -> (Option<Counters>, &str) {
+    if let Some(rest) = line.strip_prefix('[') {
+        if let Some((inner, after)) = rest.split_once(']') {
+            if let Some((p, b)) = inner.split_once(':') {
+                if let (Ok(packets), Ok(bytes)) = (p.parse(), b.parse()) {
+                    return (Some(Counters { packets, bytes }), after.trim_start());
+                }
+            }
+        }
+    }
+    (None, line)
+}
+
+fn chain_decl(st: &mut State, lineno: usize, rest: &str) {
+    let Some(tb) = st.cur.as_mut() else {
+        warn(
+            &mut st.rs,
+            lineno,
+            "chain declaration outside a table ignored",
+        );
+        return;
+    };
+    let mut parts = rest.split_whitespace();
+    let name = parts.next().unwrap_or("").to_string();
+    let policy = parts.next().unwrap_or("-");
+    let counters = parts.next().and_then(|c| strip_counters(c).0);
+    if name.is_empty() {
+        st.rs.warnings.push(Warning {
+            line: lineno,
+            message: "chain declaration without a name ignored".into(),
+        });
+        return;
+    }
+    let base = match (builtin_chain(&tb.name, &name), policy) {
+        (Some((hook, ty, prio)), "ACCEPT" | "DROP") => Some(BaseChain {
+            hook: hook.into(),
+            chain_type: ty.into(),
+            priority: prio,
+            policy: if policy == "DROP" {
+                Policy::Drop
+            } else {
+                Policy::Accept
+            },
+            device: None,
+        }),
+        (None, "-") => None,
+        (_, p) => {
+            st.rs.warnings.push(Warning {
+                line: lineno,
+                message: format!(
+                    "chain {name} has unexpected policy {p:?}; treated as a user chain"
+                ),
+            });
+            None
+        }
+    };
+    if tb.index.contains_key(&name) {
+        st.rs.warnings.push(Warning {
+            line: lineno,
+            message: format!("chain {name} declared twice; second declaration ignored"),
+        });
+        return;
+    }
+    tb.index.insert(name.clone(), tb.chains.len());
+    tb.chains.push(Chain {
+        name,
+        base,
+        rules: Vec::new(),
+        counters,
+    });
+}
+
+fn finish_table(st: &mut State) {
+    let Some(tb) = st.cur.take() else { return };
+    // Resolve targets now that every chain is declared: a name that is a chain is a jump.
+    let mut chains = tb.chains;
+    for (line, chain, target) in st.pending.drain(..) {
+        if !tb.index.contains_key(&target) {
+            st.rs.warnings.push(Warning {
+                line,
+                message: format!(
+                    "rule in {chain} jumps to {target}, which is neither a chain of table {} nor a known extension target",
+                    tb.name
+                ),
+            });
+        }
+    }
+    for c in &mut chains {
+        for (i, r) in c.rules.iter_mut().enumerate() {
+            r.position = i + 1;
+        }
+    }
+    st.rs.tables.push(Table {
+        family: Family::Ip,
+        name: tb.name,
+        backend: Backend::Iptables,
+        chains,
+        sets: Vec::new(),
+    });
+}
+
+fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &str) {
+    let toks = tokenize(rest);
+    if toks.len() < 2 {
+        warn(&mut st.rs, lineno, "rule without a chain name ignored");
+        return;
+    }
+    let chain = toks[1].text.clone();
+    let Some(tb) = st.cur.as_mut() else {
+        warn(&mut st.rs, lineno, "rule outside a table ignored");
+        return;
+    };
+    let table_name = tb.name.clone();
+    let mut warnings = Vec::new();
+    let mut ip6 = false;
+    let mut rule = parse_rule_tokens(
+        &toks[2..],
+        &tb.index,
+        &mut warnings,
+        &mut ip6,
+        &mut st.pending,
+        lineno,
+        &chain,
+    );
+    if rule.counters.is_none() {
+        rule.counters = counters;
+    }
+    st.ip6_hint |= ip6;
+    for w in warnings {
+        st.rs.warnings.push(Warning {
+            line: lineno,
+            message: w,
+        });
+    }
+    let tb = st.cur.as_mut().expect("checked above");
+    if !tb.index.contains_key(&chain) {
+        st.rs.warnings.push(Warning {
+            line: lineno,
+            message: format!(
+                "rule for undeclared chain {chain} in table {table_name}; chain created"
+            ),
+        });
+        tb.index.insert(chain.clone(), tb.chains.len());
+        tb.chains.push(Chain {
+            name: chain.clone(),
+            base: None,
+            rules: Vec::new(),
+            counters: None,
+        });
+    }
+    if let Some(c) = tb.index.get(&chain).and_then(|&i| tb.chains.get_mut(i)) {
+        rule.position = c.rules.len() + 1;
+        c.rules.push(rule);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_rule_tokens(
+    toks: &[Token],
+    declared: &HashMap<String, usize>,
+    warnings: &mut Vec<String>,
+    ip6: &mut bool,
+    pending: &mut Vec<(usize, String, String)>,
+    lineno: usize,
+    chain: &str,
+) -> Rule {
+    let mut matches: Vec<Match> = Vec::new();
+    let mut target = Target::None;
+    let mut counters = None;
+    let mut module: Option<String> = None;
+    let mut negate = false;
+    let mut i = 0;
+    let take_args = |i: &mut usize| -> Vec<String> {
+        let mut args = Vec::new();
+        while *i < toks.len() && !is_option(&toks[*i]) {
+            args.push(toks[*i].text.clone());
+            *i += 1;
+        }
+        args
+    };
+    while i < toks.len() {
+        let t = &toks[i];
+        i += 1;
+        if !is_option(t) {
+            warnings.push(format!("stray argument {:?} kept verbatim", trunc(&t.text)));
+            matches.push(Match {
+                negated: std::mem::take(&mut negate),
+                module: module.clone(),
+                option: None,
+                cond: Cond::Unknown {
+                    text: quote(&t.text),
+                },
+            });
+            continue;
+        }
+        let opt = t.text.as_str();
+        match opt {
+            "!" => {
+                negate = true;
+                continue;
+            }
+            "-m" | "--match" => {
+                let name = take_args(&mut i).into_iter().next().unwrap_or_default();
+                if !KNOWN_MODULES.contains(&name.as_str()) {
+                    warnings.push(format!(
+                        "unknown match module {name:?}; its options are kept verbatim"
+                    ));
+                }
+                module = Some(name);
+                continue;
+            }
+            "-c" | "--set-counters" => {
+                let a = take_args(&mut i);
+                if a.len() == 2 {
+                    if let (Ok(packets), Ok(bytes)) = (a[0].parse(), a[1].parse()) {
+                        counters = Some(Counters { packets, bytes });
+                    }
+                }
+                continue;
+            }
+            "-j" | "--jump" | "-g" | "--goto" => {
+                let name = toks.get(i).map(|t| t.text.clone()).unwrap_or_default();
+                i += 1;
+                let mut args = Vec::new();
+                while i < toks.len() {
+                    args.push(toks[i].text.clone());
+                    i += 1;
+                }
+                target = build_target(opt, &name, args, declared, warnings, pending, lineno, chain);
+                if let Target::Reject { with: Some(w) } = &target {
+                    if w.starts_with("icmp6") {
+                        *ip6 = true;
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let args = take_args(&mut i);
+        let negated = std::mem::take(&mut negate);
+        let core = match opt {
+            "-p" | "--protocol" => args.first().map(|p| {
+                if p == "ipv6-icmp" || p == "icmpv6" {
+                    *ip6 = true;
+                }
+                Cond::Protocol {
+                    protocol: p.clone(),
+                }
+            }),
+            "-s" | "--source" | "--src" => args.first().map(|a| {
+                *ip6 |= a.contains(':');
+                Cond::Source {
+                    addrs: a.split(',').map(str::to_string).collect(),
+                }
+            }),
+            "-d" | "--destination" | "--dst" => args.first().map(|a| {
+                *ip6 |= a.contains(':');
+                Cond::Destination {
+                    addrs: a.split(',').map(str::to_string).collect(),
+                }
+            }),
+            "-i" | "--in-interface" => args.first().map(|a| Cond::InInterface { name: a.clone() }),
+            "-o" | "--out-interface" => {
+                args.first().map(|a| Cond::OutInterface { name: a.clone() })
+            }
+            "-f" | "--fragment" => Some(Cond::Module {
+                module: String::new(),
+                option: "fragment".into(),
+                args: vec![],
+            }),
+            _ => None,
+        };
+        if let Some(cond) = core {
+            matches.push(Match {
+                negated,
+                module: None,
+                option: Some(opt.to_string()),
+                cond,
+            });
+            continue;
+        }
+        let Some(md) = module.clone() else {
+            warnings.push(format!(
+                "option {opt} outside any match module kept verbatim"
+            ));
+            matches.push(Match {
+                negated,
+                module: None,
+                option: None,
+                cond: Cond::Unknown {
+                    text: unknown_text(opt, &args),
+                },
+            });
+            continue;
+        };
+        if md == "icmp6" {
+            *ip6 = true;
+        }
+        // --limit-burst attaches to the preceding --limit.
+        if md == "limit" && opt == "--limit-burst" && args.len() == 1 {
+            if let Some(Match {
+                cond: Cond::Limit { burst, .. },
+                ..
+            }) = matches.last_mut()
+            {
+                if let (None, Some(b)) = (*burst, args.first().and_then(|b| b.parse().ok())) {
+                    *burst = Some(b);
+                    continue;
+                }
+            }
+        }
+        if let Some(cond) = module_cond(&md, opt, &args) {
+            matches.push(Match {
+                negated,
+                module: Some(md),
+                option: Some(opt.to_string()),
+                cond,
+            });
+        } else if KNOWN_MODULES.contains(&md.as_str()) && opt.starts_with("--") {
+            matches.push(Match {
+                negated,
+                module: Some(md.clone()),
+                option: None,
+                cond: Cond::Module {
+                    module: md,
+                    option: opt.trim_start_matches('-').to_string(),
+                    args,
+                },
+            });
+        } else {
+            if KNOWN_MODULES.contains(&md.as_str()) {
+                warnings.push(format!(
+                    "option {opt} of match {md} not understood; kept verbatim"
+                ));
+            }
+            matches.push(Match {
+                negated,
+                module: Some(md),
+                option: None,
+                cond: Cond::Unknown {
+                    text: unknown_text(opt, &args),
+                },
+            });
+        }
+    }
+    let mut rule = Rule {
+        position: 0,
+        matches,
+        target,
+        statements: Vec::new(),
+        counters,
+        handle: None,
+        text: String::new(),
+    };
+    rule.text = render_rule_args(&rule);
+    rule
+}
+
+fn unknown_text(opt: &str, args: &[String]) -> String {
+    let mut s = opt.to_string();
+    for a in args {
+        s.push(' ');
+        s.push_str(&quote(a));
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_target(
+    opt: &str,
+    name: &str,
+    args: Vec<String>,
+    declared: &HashMap<String, usize>,
+    warnings: &mut Vec<String>,
+    pending: &mut Vec<(usize, String, String)>,
+    lineno: usize,
+    chain: &str,
+) -> Target {
+    if name.is_empty() {
+        warnings.push(format!("{opt} without a target name"));
+        return Target::None;
+    }
+    if opt == "-g" || opt == "--goto" {
+        if !declared.contains_key(name) {
+            pending.push((lineno, chain.to_string(), name.to_string()));
+        }
+        return Target::Goto {
+            chain: name.to_string(),
+        };
+    }
+    let plain = |t: Target, warnings: &mut Vec<String>| {
+        if !args.is_empty() {
+            warnings.push(format!(
+                "arguments after -j {name} ignored: {}",
+                args.join(" ")
+            ));
+        }
+        t
+    };
+    match name {
+        "ACCEPT" => return plain(Target::Accept, warnings),
+        "DROP" => return plain(Target::Drop, warnings),
+        "RETURN" => return plain(Target::Return, warnings),
+        "QUEUE" => return plain(Target::Queue, warnings),
+        "REJECT" => {
+            let mut with = None;
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                if a == "--reject-with" {
+                    with = it.next().cloned();
+                } else {
+                    warnings.push(format!("REJECT option {a:?} not understood"));
+                }
+            }
+            return Target::Reject { with };
+        }
+        _ => {}
+    }
+    if declared.contains_key(name) {
+        if !args.is_empty() {
+            warnings.push(format!("arguments after jump to chain {name} ignored"));
+        }
+        return Target::Jump {
+            chain: name.to_string(),
+        };
+    }
+    if let Some(terminating) = extension_target(name) {
+        return Target::Extension {
+            name: name.to_string(),
+            args,
+            terminating,
+        };
+    }
+    if !args.is_empty() {
+        // Options after an unknown name: an extension target we do not know.
+        warnings.push(format!("unknown extension target {name}; kept verbatim"));
+        return Target::Extension {
+            name: name.to_string(),
+            args,
+            terminating: false,
+        };
+    }
+    pending.push((lineno, chain.to_string(), name.to_string()));
+    Target::Jump {
+        chain: name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_handles_quotes_and_escapes() {
+        let t = tokenize(r#"-m comment --comment "allow ssh \"admin\" access" -j ACCEPT"#);
+        assert_eq!(t[3].text, r#"allow ssh "admin" access"#);
+        assert!(t[3].quoted);
+        assert_eq!(t.len(), 6);
+        assert_eq!(tokenize(r#"a "unterminated"#).len(), 2);
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            parse_ports("80,443,8000:8100").unwrap(),
+            vec![
+                PortRange { start: 80, end: 80 },
+                PortRange {
+                    start: 443,
+                    end: 443
+                },
+                PortRange {
+                    start: 8000,
+                    end: 8100
+                }
+            ]
+        );
+        assert!(parse_ports("9:1").is_none());
+        assert!(parse_ports("x").is_none());
+        assert_eq!(
+            parse_ports(":10").unwrap()[0],
+            PortRange { start: 0, end: 10 }
+        );
+    }
+}

@@ -1,0 +1,824 @@
+//! `netfilter-inspector`: snapshot, diff, compare and check the OS firewall layer.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cloud_provider::artifact::{
+    Artifact, ArtifactError, ArtifactHeader, ArtifactStore, LocalStore,
+};
+use cloud_provider::config::Settings;
+use cloud_provider::session::SessionId;
+use netfilter_inspector::check::{check, CheckAnswer, Direction, Packet, Verdict};
+use netfilter_inspector::diff::{diff, DiffOptions, DiffReport, Severity};
+use netfilter_inspector::model::Ruleset;
+use netfilter_inspector::snapshot::{
+    self, Snapshot, SourceInfo, KIND_BASELINE, KIND_SNAPSHOT, TOOL,
+};
+use netfilter_inspector::{parse, InputFormat};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Prints a line to stdout, ignoring a closed pipe (`| head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "netfilter-inspector",
+    version,
+    about = "Snapshot, diff and query the OS firewall layer (iptables, ip6tables, nftables, tc) of a Linux host.",
+    after_help = "Examples:
+  iptables-save > fw.txt; nft -j list ruleset > nft.json; tc qdisc show > tc.txt
+  netfilter-inspector snapshot --from-file fw.txt --from-file nft.json --from-file tc.txt --is-baseline
+  netfilter-inspector compare --compare-baseline fw_20261122T063005Z --from-file fw.txt
+  netfilter-inspector diff audit/fw_20261122T063005Z_baseline.json audit/fw_20261122T070000Z_snapshot.json
+  netfilter-inspector diff old-iptables-save.txt new-iptables-save.txt --json
+  netfilter-inspector check --port 5001 --proto tcp --direction in --from-file fw.txt
+  netfilter-inspector snapshot --provider netns --netns lab-dest --is-baseline
+
+Exit codes: 0 clean/ACCEPT, 1 drift or DROP/REJECT/INDETERMINATE verdict, 2 usage,
+3 runtime failure, 4 integrity failure (a tampered artifact; the file is named),
+5 an operator or policy denied a gated command."
+)]
+struct Cli {
+    /// KEY=VALUE config file (AUDIT_DIR is read from it); flags beat environment, environment beats the file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Parse saved ruleset files into one snapshot artifact (fw_<id>_snapshot.json + .sha256).
+    #[command(after_help = "Examples:
+  netfilter-inspector snapshot --from-file iptables-save.txt --from-file nft.json --is-baseline
+  netfilter-inspector snapshot --from-file tc.txt --format tc-qdisc --session-id fw_change42 --json")]
+    Snapshot(SnapshotArgs),
+    /// Diff two snapshots (artifact paths or session ids) or two saved raw ruleset files.
+    #[command(after_help = "Examples:
+  netfilter-inspector diff fw_20261122T063005Z fw_20261122T070000Z
+  netfilter-inspector diff before.txt after.txt --suppress 'DOCKER-*' --json")]
+    Diff(DiffArgs),
+    /// Take a snapshot and diff it against a stored baseline.
+    #[command(after_help = "Example:
+  netfilter-inspector compare --compare-baseline fw_20261122T063005Z --from-file iptables-save.txt")]
+    Compare(CompareArgs),
+    /// Would a NEW connection pass? ACCEPT/DROP/REJECT with the deciding rule, or INDETERMINATE.
+    #[command(after_help = "Examples:
+  netfilter-inspector check --port 5001 --proto tcp --direction in --from-file iptables-save.txt
+  netfilter-inspector check --port 22 --proto tcp --direction in --src 198.18.1.66 --snapshot fw_20261122T063005Z")]
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    IptablesSave,
+    NftJson,
+    TcQdisc,
+    TcFilter,
+    Auto,
+}
+
+impl From<FormatArg> for InputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::IptablesSave => InputFormat::IptablesSave,
+            FormatArg::NftJson => InputFormat::NftJson,
+            FormatArg::TcQdisc => InputFormat::TcQdisc,
+            FormatArg::TcFilter => InputFormat::TcFilter,
+            FormatArg::Auto => InputFormat::Auto,
+        }
+    }
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// A saved `iptables-save`, `ip6tables-save`, `nft -j list ruleset`, `tc qdisc show` or
+    /// `tc filter show` output (repeatable: several files make one snapshot).
+    #[arg(long = "from-file", value_name = "PATH")]
+    from_file: Vec<PathBuf>,
+    /// Format of the files: once for all, or once per file in order (default auto).
+    #[arg(long, value_enum)]
+    format: Vec<FormatArg>,
+    /// Retrieve live instead of --from-file: run iptables-save, ip6tables-save,
+    /// `nft -j list ruleset` and `tc qdisc show` through the safety-shell gate (audited).
+    #[arg(long, value_enum, conflicts_with = "from_file")]
+    provider: Option<ProviderArg>,
+    /// Namespace for `--provider netns`.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// How RISKY gated commands are decided without a terminal (the dump commands are read-only).
+    #[arg(long, value_enum, default_value = "never")]
+    approve: ApproveArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    Local,
+    Netns,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ApproveArg {
+    Never,
+    AllRisky,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Where artifacts are read and written (default: AUDIT_DIR or ./audit).
+    #[arg(long = "audit-dir", value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SnapshotArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Session id to store under (default fw_<UTC timestamp>).
+    #[arg(long = "session-id")]
+    session_id: Option<String>,
+    /// Store as a baseline (fw_<id>_baseline.json).
+    #[arg(long = "is-baseline")]
+    is_baseline: bool,
+    /// Host label recorded in the snapshot (default: this machine's host name).
+    #[arg(long)]
+    host: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct SuppressArgs {
+    /// Extra chain-name patterns whose changes are suppressed (`*` wildcard; repeatable).
+    #[arg(long = "suppress", value_name = "PATTERN")]
+    suppress: Vec<String>,
+    /// Do not suppress the default ephemeral chains (KUBE-SEP/SVC/FW/XLB/EXT/SVL, CNI).
+    #[arg(long = "no-default-suppress")]
+    no_default_suppress: bool,
+}
+
+impl SuppressArgs {
+    fn options(&self) -> DiffOptions {
+        let mut o = if self.no_default_suppress {
+            DiffOptions { suppress: vec![] }
+        } else {
+            DiffOptions::default()
+        };
+        o.suppress.extend(self.suppress.iter().cloned());
+        o
+    }
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The old side: a snapshot artifact path, a session id in the audit dir, or a raw file.
+    old: String,
+    /// The new side, same forms.
+    new: String,
+    /// Format of raw files (default auto).
+    #[arg(long, value_enum, default_value = "auto")]
+    format: FormatArg,
+    #[command(flatten)]
+    suppress: SuppressArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Session id of the baseline (or a path to its artifact).
+    #[arg(long = "compare-baseline", value_name = "ID")]
+    compare_baseline: String,
+    #[command(flatten)]
+    input: InputArgs,
+    /// Session id for the new snapshot.
+    #[arg(long = "session-id")]
+    session_id: Option<String>,
+    /// Host label recorded in the snapshot.
+    #[arg(long)]
+    host: Option<String>,
+    #[command(flatten)]
+    suppress: SuppressArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DirArg {
+    In,
+    Out,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Destination port (ignored for icmp).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Protocol.
+    #[arg(long, value_enum)]
+    proto: ProtoArg,
+    /// Direction relative to the host.
+    #[arg(long, value_enum)]
+    direction: DirArg,
+    /// Source address.
+    #[arg(long)]
+    src: Option<std::net::IpAddr>,
+    /// Destination address.
+    #[arg(long)]
+    dst: Option<std::net::IpAddr>,
+    /// Interface (input for `in`, output for `out`).
+    #[arg(long)]
+    iface: Option<String>,
+    #[command(flatten)]
+    input: InputArgs,
+    /// A stored snapshot (session id or artifact path) instead of --from-file.
+    #[arg(long)]
+    snapshot: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// An error with its exit code.
+#[derive(Debug)]
+struct Fail {
+    code: u8,
+    msg: String,
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+fn fail(code: u8, msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Fail {
+        code,
+        msg: msg.into(),
+    })
+}
+
+fn artifact_fail(e: ArtifactError, path: &Path) -> anyhow::Error {
+    match &e {
+        ArtifactError::Integrity { detail, .. } => fail(
+            4,
+            format!(
+                "integrity failure: {}: {detail}; do not trust it, take a new baseline",
+                path.display()
+            ),
+        ),
+        ArtifactError::NotFound { name, store } => fail(
+            2,
+            format!("no artifact {name} in {store}; check the session id or pass --audit-dir"),
+        ),
+        ArtifactError::InvalidName(_) => fail(2, e.to_string()),
+        _ => fail(3, e.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .try_init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let (code, msg) = match e.downcast_ref::<Fail>() {
+                Some(f) => (f.code, f.msg.clone()),
+                None => (3, format!("{e:#}")),
+            };
+            eprintln!("netfilter-inspector: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let settings = Settings::load(cli.config.as_deref())
+        .map_err(|e| fail(2, format!("{e}; fix the --config file")))?;
+    let audit_dir = |flag: &Option<PathBuf>| -> PathBuf {
+        settings
+            .pick(flag.as_ref().map(|p| p.display().to_string()), "AUDIT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./audit"))
+    };
+    match cli.cmd {
+        Cmd::Snapshot(a) => {
+            let store = LocalStore::new(audit_dir(&a.store.audit_dir));
+            let (rs, sources) = read_inputs(&a.input, store.dir())?;
+            let host = a.host.clone().or_else(|| netns_host(&a.input));
+            let (art, name) = take_snapshot(
+                &store,
+                rs,
+                sources,
+                a.session_id.as_deref(),
+                host,
+                a.is_baseline,
+            )?;
+            if a.store.json {
+                out!("{}", serde_json::to_string_pretty(&art)?);
+            } else {
+                print_snapshot(&art, &store, &name);
+            }
+            Ok(0)
+        }
+        Cmd::Diff(a) => {
+            let store = LocalStore::new(audit_dir(&a.store.audit_dir));
+            let (old, ol) = load_side(&store, &a.old, a.format.into())?;
+            let (new, nl) = load_side(&store, &a.new, a.format.into())?;
+            let report = diff(&old, &new, &ol, &nl, &a.suppress.options());
+            output_diff(&report, a.store.json)
+        }
+        Cmd::Compare(a) => {
+            let store = LocalStore::new(audit_dir(&a.store.audit_dir));
+            let (base, bl) = load_snapshot_ref(&store, &a.compare_baseline)?;
+            let (rs, sources) = read_inputs(&a.input, store.dir())?;
+            let host = a.host.clone().or_else(|| netns_host(&a.input));
+            let (art, name) =
+                take_snapshot(&store, rs, sources, a.session_id.as_deref(), host, false)?;
+            let report = diff(
+                &base.ruleset,
+                &art.body.ruleset,
+                &bl,
+                &name,
+                &a.suppress.options(),
+            );
+            let header = ArtifactHeader::new(
+                TOOL,
+                VERSION,
+                art.header.session_id.clone(),
+                "diff",
+                chrono::Utc::now(),
+            );
+            let stored = store
+                .put_json(&Artifact {
+                    header,
+                    body: report.clone(),
+                })
+                .map_err(|e| artifact_fail(e, store.dir()))?;
+            if !a.store.json {
+                out!("snapshot stored: {}", store.dir().join(&name).display());
+                out!("diff stored: {}", store.dir().join(&stored.name).display());
+            }
+            output_diff(&report, a.store.json)
+        }
+        Cmd::Check(a) => {
+            let store = LocalStore::new(audit_dir(&a.store.audit_dir));
+            let rs = if let Some(s) = &a.snapshot {
+                if !a.input.from_file.is_empty() || a.input.provider.is_some() {
+                    return Err(fail(
+                        2,
+                        "give one of --snapshot, --from-file or --provider, not several",
+                    ));
+                }
+                load_snapshot_ref(&store, s)?.0.ruleset
+            } else {
+                read_inputs(&a.input, store.dir())?.0
+            };
+            let pkt = Packet {
+                proto: match a.proto {
+                    ProtoArg::Tcp => "tcp",
+                    ProtoArg::Udp => "udp",
+                    ProtoArg::Icmp => "icmp",
+                }
+                .into(),
+                port: a.port,
+                direction: match a.direction {
+                    DirArg::In => Direction::In,
+                    DirArg::Out => Direction::Out,
+                },
+                src: a.src,
+                dst: a.dst,
+                iface: a.iface,
+            };
+            if pkt.proto != "icmp" && pkt.port == 0 {
+                return Err(fail(
+                    2,
+                    "--port is required for tcp and udp; pass --port 1-65535",
+                ));
+            }
+            let ans = check(&rs, &pkt);
+            if a.store.json {
+                out!("{}", serde_json::to_string_pretty(&ans)?);
+            } else {
+                print_check(&ans);
+            }
+            Ok(if ans.verdict == Verdict::Accept { 0 } else { 1 })
+        }
+    }
+}
+
+fn retrieve_live(
+    input: &InputArgs,
+    provider: ProviderArg,
+    audit_dir: &Path,
+) -> anyhow::Result<(Ruleset, Vec<SourceInfo>)> {
+    use safety_shell::approve::{AllRiskyApprover, NeverApprover};
+    use safety_shell::audit::AuditLog;
+    let target = match (provider, &input.netns) {
+        (ProviderArg::Local, None) => safety_shell::Target::Local,
+        (ProviderArg::Netns, Some(n)) => safety_shell::Target::Netns { name: n.clone() },
+        (ProviderArg::Local, Some(_)) => {
+            return Err(fail(2, "--netns goes with --provider netns"));
+        }
+        (ProviderArg::Netns, None) => {
+            return Err(fail(2, "--provider netns needs --netns NAME"));
+        }
+    };
+    let session = SessionId::generate("fw", chrono::Utc::now(), &mut rand::thread_rng(), |_| false)
+        .map_err(|e| fail(3, e.to_string()))?;
+    let audit = AuditLog::open_in_dir(audit_dir, session.as_str()).map_err(|e| {
+        fail(
+            3,
+            format!("cannot open the audit log in {}: {e}", audit_dir.display()),
+        )
+    })?;
+    let gate = match input.approve {
+        ApproveArg::Never => safety_shell::Gate::builder(audit)
+            .approver(NeverApprover)
+            .build(),
+        ApproveArg::AllRisky => safety_shell::Gate::builder(audit)
+            .approver(AllRiskyApprover)
+            .build(),
+    };
+    let got = netfilter_inspector::retrieve::retrieve(&gate, &target).map_err(|e| match e {
+        netfilter_inspector::retrieve::RetrieveError::Denied(m) => fail(5, m),
+        other => fail(
+            3,
+            format!(
+                "{other}; check that iptables, nftables and iproute2 are installed on the target"
+            ),
+        ),
+    })?;
+    for s in &got.skipped {
+        tracing::warn!("skipped: {s}");
+    }
+    for n in &got.notes {
+        tracing::info!("{n}");
+    }
+    for w in &got.ruleset.warnings {
+        tracing::warn!("{}: {}", w.line, w.message);
+    }
+    Ok((got.ruleset, got.sources))
+}
+
+fn read_inputs(input: &InputArgs, audit_dir: &Path) -> anyhow::Result<(Ruleset, Vec<SourceInfo>)> {
+    if let Some(p) = input.provider {
+        return retrieve_live(input, p, audit_dir);
+    }
+    if input.from_file.is_empty() {
+        return Err(fail(
+            2,
+            "no input: pass --from-file PATH (live retrieval is not available yet)",
+        ));
+    }
+    let formats: Vec<InputFormat> = match input.format.len() {
+        0 => vec![InputFormat::Auto; input.from_file.len()],
+        1 => vec![input.format[0].into(); input.from_file.len()],
+        n if n == input.from_file.len() => input.format.iter().map(|f| (*f).into()).collect(),
+        _ => {
+            return Err(fail(
+                2,
+                "give --format once for all files or once per --from-file, in the same order",
+            ))
+        }
+    };
+    let mut rs = Ruleset::default();
+    let mut sources = Vec::new();
+    for (path, fmt) in input.from_file.iter().zip(formats) {
+        let bytes = std::fs::read(path)
+            .map_err(|e| fail(3, format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let detected = match fmt {
+            InputFormat::Auto => netfilter_inspector::detect(&text).ok_or_else(|| {
+                fail(
+                    2,
+                    format!(
+                        "the format of {} was not recognised; pass --format iptables-save|nft-json|tc-qdisc|tc-filter",
+                        path.display()
+                    ),
+                )
+            })?,
+            f => f,
+        };
+        let part = parse(&text, detected).map_err(|e| {
+            fail(
+                2,
+                format!("{} is not valid {}: {e}", path.display(), detected.as_str()),
+            )
+        })?;
+        for w in &part.warnings {
+            tracing::warn!("{}:{}: {}", path.display(), w.line, w.message);
+        }
+        rs.merge(part);
+        let dropped = rs.dedupe_iptables_nft();
+        if dropped > 0 {
+            tracing::info!(
+                "{dropped} iptables-nft tables seen in nft JSON kept from iptables-save instead"
+            );
+        }
+        sources.push(SourceInfo {
+            path: path.display().to_string(),
+            format: detected.as_str().to_string(),
+            sha256: cloud_provider::artifact::sha256_hex(&bytes),
+        });
+    }
+    Ok((rs, sources))
+}
+
+/// The host label of a namespace retrieval (`netns:NAME`).
+fn netns_host(input: &InputArgs) -> Option<String> {
+    match (input.provider, &input.netns) {
+        (Some(ProviderArg::Netns), Some(n)) => Some(format!("netns:{n}")),
+        _ => None,
+    }
+}
+
+fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn take_snapshot(
+    store: &LocalStore,
+    rs: Ruleset,
+    sources: Vec<SourceInfo>,
+    session: Option<&str>,
+    host: Option<String>,
+    is_baseline: bool,
+) -> anyhow::Result<(Artifact<Snapshot>, String)> {
+    let kind = if is_baseline {
+        KIND_BASELINE
+    } else {
+        KIND_SNAPSHOT
+    };
+    let now = chrono::Utc::now();
+    let id = match session {
+        Some(s) => SessionId::parse(s).map_err(|e| fail(2, e.to_string()))?,
+        None => SessionId::generate("fw", now, &mut rand::thread_rng(), |id| {
+            store.exists(&format!("{id}_{kind}.json")).unwrap_or(true)
+        })
+        .map_err(|e| fail(3, e.to_string()))?,
+    };
+    let snap = snapshot::build(&host.unwrap_or_else(local_host), sources, rs, is_baseline);
+    let art = Artifact {
+        header: ArtifactHeader::new(TOOL, VERSION, id, kind, now),
+        body: snap,
+    };
+    let stored = store
+        .put_json(&art)
+        .map_err(|e| artifact_fail(e, store.dir()))?;
+    Ok((art, stored.name))
+}
+
+/// Loads a snapshot by artifact path or session id (baseline first, then snapshot).
+fn load_snapshot_ref(store: &LocalStore, r: &str) -> anyhow::Result<(Snapshot, String)> {
+    let p = Path::new(r);
+    if p.is_file() {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let st = LocalStore::new(dir);
+        let art: Artifact<Snapshot> = st.get_json(&name).map_err(|e| artifact_fail(e, p))?;
+        return Ok((art.body, art.header.session_id.to_string()));
+    }
+    let id = SessionId::parse(r).map_err(|_| {
+        fail(2, format!("{r:?} is neither a file nor a valid session id; pass an artifact path or an id like fw_20261122T063005Z"))
+    })?;
+    for kind in [KIND_BASELINE, KIND_SNAPSHOT] {
+        let name = format!("{id}_{kind}.json");
+        if store.exists(&name).unwrap_or(false) {
+            let path = store.dir().join(&name);
+            let art: Artifact<Snapshot> =
+                store.get_json(&name).map_err(|e| artifact_fail(e, &path))?;
+            return Ok((art.body, id.to_string()));
+        }
+    }
+    Err(fail(
+        2,
+        format!(
+            "no snapshot or baseline for session {id} in {}; check the id or pass --audit-dir",
+            store.dir().display()
+        ),
+    ))
+}
+
+/// One side of a diff: an artifact (path or id) or a raw ruleset file.
+fn load_side(store: &LocalStore, r: &str, fmt: InputFormat) -> anyhow::Result<(Ruleset, String)> {
+    let p = Path::new(r);
+    if p.is_file() {
+        let bytes = std::fs::read(p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .map_err(|e| fail(3, format!("{e:#}")))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let is_artifact = text.trim_start().starts_with('{')
+            && serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("tool").and_then(|t| t.as_str()).map(|t| t == TOOL))
+                .unwrap_or(false);
+        if is_artifact {
+            let (s, _) = load_snapshot_ref(store, r)?;
+            return Ok((s.ruleset, p.display().to_string()));
+        }
+        let rs = parse(&text, fmt)
+            .map_err(|e| fail(2, format!("{} could not be parsed: {e}", p.display())))?;
+        return Ok((rs, p.display().to_string()));
+    }
+    let (s, id) = load_snapshot_ref(store, r)?;
+    Ok((s.ruleset, id))
+}
+
+fn output_diff(report: &DiffReport, json: bool) -> anyhow::Result<u8> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        out!("diff {} -> {}", report.old, report.new);
+        if !report.drift_detected {
+            out!("no drift (counters ignored)");
+        }
+        for (fam, sec) in &report.families {
+            out!(
+                "[{fam}] {} changes, {} critical",
+                sec.changes.len(),
+                sec.critical
+            );
+            for c in &sec.changes {
+                let sev = if c.severity == Severity::Critical {
+                    "CRITICAL"
+                } else {
+                    "info"
+                };
+                let pos = match (c.old_position, c.position) {
+                    (Some(o), Some(n)) => format!(" #{o}->#{n}"),
+                    (None, Some(n)) => format!(" #{n}"),
+                    _ => String::new(),
+                };
+                out!(
+                    "  {sev:8} {} {} {}{pos}: {}{}",
+                    c.change,
+                    c.table,
+                    c.object,
+                    c.detail,
+                    c.reason
+                        .as_deref()
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if report.suppressed.changes > 0 {
+            out!(
+                "suppressed: {} changes in ephemeral chains ({})",
+                report.suppressed.changes,
+                report.suppressed.chains.join(", ")
+            );
+        }
+        out!(
+            "drift_detected: {}  has_critical_changes: {}",
+            report.drift_detected,
+            report.has_critical_changes
+        );
+    }
+    Ok(u8::from(report.drift_detected))
+}
+
+fn print_snapshot(art: &Artifact<Snapshot>, store: &LocalStore, name: &str) {
+    let s = &art.body;
+    out!(
+        "snapshot {} stored: {}",
+        art.header.session_id,
+        store.dir().join(name).display()
+    );
+    out!("host: {}", s.host);
+    out!("frameworks: {}", s.frameworks.join(", "));
+    for (fam, c) in &s.summary.families {
+        out!(
+            "  {fam}: {} tables, {} chains, {} rules, {} sets",
+            c.tables,
+            c.chains,
+            c.rules,
+            c.sets
+        );
+    }
+    if s.summary.qdiscs > 0 || s.summary.filters > 0 {
+        out!(
+            "  tc: {} qdiscs ({} impairing), {} filters",
+            s.summary.qdiscs,
+            s.summary.impairing_qdiscs,
+            s.summary.filters
+        );
+    }
+    out!("blocking rules: {}", s.blocking_rules.len());
+    for b in &s.blocking_rules {
+        let pos = b.position.map(|p| format!("#{p}")).unwrap_or_default();
+        out!(
+            "  {} {}/{}{pos} {}: {}",
+            b.family.as_str(),
+            b.table,
+            b.chain,
+            b.action,
+            b.matches
+        );
+    }
+    for q in s.ruleset.qdiscs.iter().filter(|q| q.is_impairing()) {
+        out!("impairing qdisc: dev {} {} {}", q.dev, q.kind, q.options);
+    }
+    if s.summary.warnings > 0 {
+        out!("parser warnings: {} (see the artifact)", s.summary.warnings);
+    }
+}
+
+fn print_check(a: &CheckAnswer) {
+    let mut what = vec![
+        match a.packet.direction {
+            Direction::In => "in".to_string(),
+            Direction::Out => "out".to_string(),
+        },
+        a.packet.proto.clone(),
+    ];
+    if let Some(s) = a.packet.src {
+        what.push(format!("from {s}"));
+    }
+    if let Some(d) = a.packet.dst {
+        what.push(format!("to {d}"));
+    }
+    if a.packet.proto != "icmp" {
+        what.push(format!("port {}", a.packet.port));
+    }
+    if let Some(i) = &a.packet.iface {
+        what.push(format!("via {i}"));
+    }
+    out!("{}: {}", what.join(" "), a.verdict.as_str());
+    if let Some(d) = &a.deciding_rule {
+        out!(
+            "deciding rule: {} {}/{}{} {}",
+            d.family.as_str(),
+            d.table,
+            d.chain,
+            d.position.map(|p| format!(" #{p}")).unwrap_or_default(),
+            d.rule
+        );
+    }
+    if let Some(r) = &a.reason {
+        out!("why indeterminate: {r}");
+    }
+    for s in &a.assumptions {
+        out!("assumed: {s}");
+    }
+    for c in &a.conditional_rules {
+        out!("not evaluated: {c}");
+    }
+}
