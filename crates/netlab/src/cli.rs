@@ -147,6 +147,18 @@ pub enum Cmd {
         #[arg(long)]
         config: bool,
     },
+    /// Answer `az` commands against the lab (the az-compatible control plane; see docs).
+    #[command(
+        after_help = "Examples:\n  netlab az network nsg list -g rg-netlab -o table\n  netlab az network nic list-effective-nsg -g rg-netlab -n dest-vmVMNic"
+    )]
+    Az {
+        /// The lab.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The az command line (`network nsg rule create -g … --nsg-name … …`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// (internal) the built-in TCP/HTTP server.
     #[command(name = "__serve", hide = true)]
     Serve(crate::serve::ServeArgs),
@@ -345,12 +357,10 @@ fn run(cli: &Cli) -> Result<ExitCode, LabError> {
                     "export NETLAB_SSH_CONFIG={}",
                     l.run_dir().join("ssh").join("ssh_config").display()
                 );
-                if let Ok(exe) = std::env::current_exe() {
-                    if let Some(dir) = exe.parent() {
-                        println!("# PATH hint: netlab lives in {}", dir.display());
-                        println!("export PATH=\"{}:$PATH\"", dir.display());
-                    }
-                }
+                let bin = crate::az::cmds::write_wrapper(&l, &sd)
+                    .map_err(|e| LabError::Runtime(format!("cannot write the az wrapper: {e}")))?;
+                println!("# `az` on this PATH answers from the lab (netlab az), never from Azure");
+                println!("export PATH=\"{}:$PATH\"", bin.display());
                 println!("# config.env ({}):", p.display());
                 for line in lab::config_env(&l).lines() {
                     if line.starts_with('#') {
@@ -361,6 +371,11 @@ fn run(cli: &Cli) -> Result<ExitCode, LabError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Az { prefix, args } => Ok(ExitCode::from(crate::az::main(
+            &sd,
+            prefix.as_deref(),
+            args,
+        ))),
         Cmd::Serve(a) => {
             crate::serve::run_serve(a).map_err(|e| LabError::Runtime(e.to_string()))?;
             Ok(ExitCode::SUCCESS)

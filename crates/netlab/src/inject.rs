@@ -113,6 +113,21 @@ impl Lab {
         })
     }
 
+    /// Replaces the live topology with `t` (a control-plane change made through `netlab az`):
+    /// validates it, recompiles the fabric (NSGs, routes) and `storage.json`, and saves the
+    /// state. If the fabric cannot be recompiled, the previous topology is restored.
+    pub fn apply_topology(&mut self, t: crate::scenario::Topology) -> Result<()> {
+        t.validate()?;
+        let old = self.topology().clone();
+        self.st.topology = Some(t);
+        if let Err(e) = self.recompile() {
+            self.st.topology = Some(old);
+            let _ = self.recompile();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Applies the faults of one VM fault entry (one active fault per mechanism).
     pub fn inject_vm(&mut self, f: &VmFault) -> Result<Vec<String>> {
         let vm = self.vm(&f.vm)?.clone();

@@ -1500,6 +1500,8 @@ pub fn status_json(lab: &Lab) -> serde_json::Value {
         "other_processes": others,
         "namespaces": lab.st.namespaces,
         "faults": faults,
+        // the live control plane (changed by cloud faults and `netlab az`)
+        "topology": lab.st.topology,
         "netem": lab.st.netem,
         "ssh_config": lab.run_dir().join("ssh").join("ssh_config").display().to_string(),
     })

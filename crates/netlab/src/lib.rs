@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod az;
 pub mod blobd;
 pub mod cli;
 pub mod emulator;

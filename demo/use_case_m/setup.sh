@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Scenario M — setup: Banned Guest
+# Uses only `az` (OS-level parts through `az vm run-command invoke`), so the same script
+# works against Azure and against the lab (`eval "$(netlab env)"` puts netlab's `az` first on
+# PATH). Settings come from demo/config.env (keys of demo/sample_config.env), or from the
+# file named by $CONFIG (the lab: CONFIG="$NETLAB_CONFIG").
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cfg="${CONFIG:-$here/../config.env}"
+if [ ! -f "$cfg" ]; then
+  echo "setup: $cfg is missing: copy demo/sample_config.env to demo/config.env and fill it in (lab: CONFIG=\"\$NETLAB_CONFIG\")" >&2
+  exit 2
+fi
+set -a
+# shellcheck disable=SC1090
+. "$cfg"
+set +a
+AZ="${AZ_PATH:-az}"
+RG="$RESOURCE_GROUP"
+# Runs a shell script in a VM through the agent (root), prints its output envelope's message.
+runvm() { "$AZ" vm run-command invoke -g "$RG" -n "$1" --command-id RunShellScript --scripts "$2" --query 'value[0].message' -o tsv; }
+# a fail2ban-style ban of the source VM for SSH on the destination
+runvm "$DEST_VM_NAME" "iptables -N f2b-sshd; iptables -A f2b-sshd -s $SOURCE_VM_PRIVATE_IP/32 -j REJECT --reject-with icmp-port-unreachable; iptables -A f2b-sshd -j RETURN; iptables -I INPUT 1 -p tcp -m multiport --dports 22 -j f2b-sshd"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Scenario T — teardown: Phantom Firewall (two phases)
+# Uses only `az` (OS-level parts through `az vm run-command invoke`), so the same script
+# works against Azure and against the lab (`eval "$(netlab env)"` puts netlab's `az` first on
+# PATH). Settings come from demo/config.env (keys of demo/sample_config.env), or from the
+# file named by $CONFIG (the lab: CONFIG="$NETLAB_CONFIG").
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cfg="${CONFIG:-$here/../config.env}"
+if [ ! -f "$cfg" ]; then
+  echo "teardown: $cfg is missing: copy demo/sample_config.env to demo/config.env and fill it in (lab: CONFIG=\"\$NETLAB_CONFIG\")" >&2
+  exit 2
+fi
+set -a
+# shellcheck disable=SC1090
+. "$cfg"
+set +a
+AZ="${AZ_PATH:-az}"
+RG="$RESOURCE_GROUP"
+# Runs a shell script in a VM through the agent (root), prints its output envelope's message.
+runvm() { "$AZ" vm run-command invoke -g "$RG" -n "$1" --command-id RunShellScript --scripts "$2" --query 'value[0].message' -o tsv; }
+# default route to a dead appliance plus a source OUTPUT DROP of TCP 80 (phase 2: remove the route only)
+# phase 2 of the scenario is the route removal alone: `teardown.sh route`
+if [ "${1:-all}" != "route" ]; then
+  runvm "$SOURCE_VM_NAME" "iptables -D OUTPUT -p tcp --dport 80 -j DROP"
+fi
+"$AZ" network vnet subnet update -g "$RG" --vnet-name "$VNET_NAME" -n "$SUBNET_NAME" --route-table "" -o none
+"$AZ" network route-table delete -g "$RG" -n rt-default

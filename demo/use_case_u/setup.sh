@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Scenario U — setup: Hidden Gate
+# Uses only `az` (OS-level parts through `az vm run-command invoke`), so the same script
+# works against Azure and against the lab (`eval "$(netlab env)"` puts netlab's `az` first on
+# PATH). Settings come from demo/config.env (keys of demo/sample_config.env), or from the
+# file named by $CONFIG (the lab: CONFIG="$NETLAB_CONFIG").
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cfg="${CONFIG:-$here/../config.env}"
+if [ ! -f "$cfg" ]; then
+  echo "setup: $cfg is missing: copy demo/sample_config.env to demo/config.env and fill it in (lab: CONFIG=\"\$NETLAB_CONFIG\")" >&2
+  exit 2
+fi
+set -a
+# shellcheck disable=SC1090
+. "$cfg"
+set +a
+AZ="${AZ_PATH:-az}"
+RG="$RESOURCE_GROUP"
+# Runs a shell script in a VM through the agent (root), prints its output envelope's message.
+runvm() { "$AZ" vm run-command invoke -g "$RG" -n "$1" --command-id RunShellScript --scripts "$2" --query 'value[0].message' -o tsv; }
+# a subnet NSG (allows SSH) with a deny of 5432 from the subnet
+"$AZ" network nsg create -g "$RG" -n default-subnet-nsg -o none
+"$AZ" network nsg rule create -g "$RG" --nsg-name "default-subnet-nsg" -n allow-ssh --priority 100 \
+  --direction Inbound --access Allow --protocol Tcp --source-address-prefixes '*' \
+  --source-port-ranges '*' --destination-address-prefixes '*' --destination-port-ranges 22 -o none
+"$AZ" network nsg rule create -g "$RG" --nsg-name "default-subnet-nsg" -n deny-postgres-from-subnet --priority 200 \
+  --direction Inbound --access Deny --protocol Tcp --source-address-prefixes "${DEST_VM_PRIVATE_IP%.*}.0/24" \
+  --source-port-ranges '*' --destination-address-prefixes '*' --destination-port-ranges 5432 -o none
+"$AZ" network vnet subnet update -g "$RG" --vnet-name "$VNET_NAME" -n "$SUBNET_NAME" --nsg default-subnet-nsg -o none

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Scenario V — setup: Open Doorway
+# Uses only `az` (OS-level parts through `az vm run-command invoke`), so the same script
+# works against Azure and against the lab (`eval "$(netlab env)"` puts netlab's `az` first on
+# PATH). Settings come from demo/config.env (keys of demo/sample_config.env), or from the
+# file named by $CONFIG (the lab: CONFIG="$NETLAB_CONFIG").
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cfg="${CONFIG:-$here/../config.env}"
+if [ ! -f "$cfg" ]; then
+  echo "setup: $cfg is missing: copy demo/sample_config.env to demo/config.env and fill it in (lab: CONFIG=\"\$NETLAB_CONFIG\")" >&2
+  exit 2
+fi
+set -a
+# shellcheck disable=SC1090
+. "$cfg"
+set +a
+AZ="${AZ_PATH:-az}"
+RG="$RESOURCE_GROUP"
+# Runs a shell script in a VM through the agent (root), prints its output envelope's message.
+runvm() { "$AZ" vm run-command invoke -g "$RG" -n "$1" --command-id RunShellScript --scripts "$2" --query 'value[0].message' -o tsv; }
+# permissive leftovers on the destination NSG (RDP from any, 8000-9000 from Internet)
+"$AZ" network nsg rule create -g "$RG" --nsg-name "$DEST_NSG_NAME" -n allow-rdp-any --priority 500 \
+  --direction Inbound --access Allow --protocol Tcp --source-address-prefixes '*' \
+  --source-port-ranges '*' --destination-address-prefixes '*' --destination-port-ranges 3389 -o none
+"$AZ" network nsg rule create -g "$RG" --nsg-name "$DEST_NSG_NAME" -n temp-debug-8000-9000 --priority 600 \
+  --direction Inbound --access Allow --protocol Tcp --source-address-prefixes 'Internet' \
+  --source-port-ranges '*' --destination-address-prefixes '*' --destination-port-ranges 8000-9000 -o none
