@@ -94,6 +94,10 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         description: "subnet of the VMs",
     },
     KeySpec {
+        key: "NVA_IP",
+        description: "scenario scripts: the next-hop address of a dead appliance (default: .100 of the dest subnet)",
+    },
+    KeySpec {
         key: "SOURCE_VM_NAME",
         description: "name of the source VM (client side)",
     },
@@ -504,10 +508,15 @@ fn check_resource_group(v: &str) -> Result<(), String> {
     })
 }
 
+/// Region names as the CLI takes them (`westeurope`, `eastus2`); hyphens are accepted for
+/// sovereign and lab locations (netlab's is `netlab-local`).
 fn check_location(v: &str) -> Result<(), String> {
-    let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric());
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && !v.starts_with('-')
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     ok.then_some(())
-        .ok_or_else(|| "expected a region name such as westeurope (letters and digits)".into())
+        .ok_or_else(|| "expected a region name such as westeurope (letters, digits and -)".into())
 }
 
 /// VM names: 1-64 characters, letters, digits, `-` `_` `.`.
@@ -703,6 +712,8 @@ mod tests {
                 "SSH_STRICT_HOST_KEY_CHECKING",
             ),
             ("SSH_JUMP_HOST=-oProxyCommand=x", "SSH_JUMP_HOST"),
+            ("LOCATION=west europe", "LOCATION"),
+            ("LOCATION=-x", "LOCATION"),
         ];
         for (line, key) in cases {
             let s = Settings::from_parts(Some(parse(&format!("{line}\n"))), BTreeMap::new());

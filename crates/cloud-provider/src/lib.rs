@@ -26,6 +26,11 @@
 #![forbid(unsafe_code)]
 
 pub mod artifact;
+pub mod azure;
+pub mod blob;
 pub mod config;
+pub mod error;
 pub mod models;
+pub mod provider;
+pub mod remote;
 pub mod session;

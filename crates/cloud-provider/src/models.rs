@@ -322,6 +322,557 @@ pub fn parse_effective_routes(text: &str) -> Result<Vec<EffectiveRoute>, Malform
     parse_list(text, "effective route table", &["value"])
 }
 
+// ---------------------------------------------------------------------------------------
+// Compute and network resources (`az vm show`, `az network nic show`, subnets, route
+// tables), Network Watcher packet captures and storage blobs. Fields follow the
+// Microsoft.Compute / Microsoft.Network / Blob service schemas as the az CLI prints them
+// (camelCase); everything not needed is optional so that newer API versions still parse.
+
+/// A reference to a NIC in a VM's network profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NicReference {
+    /// The NIC's resource id.
+    pub id: String,
+    /// Whether it is the VM's primary NIC (absent on single-NIC VMs).
+    #[serde(default)]
+    pub primary: Option<bool>,
+    /// Resource group, when Azure includes it.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+}
+
+impl NicReference {
+    /// The NIC's name (last segment of its id).
+    pub fn name(&self) -> &str {
+        self.id.rsplit('/').next().unwrap_or(&self.id)
+    }
+
+    /// The NIC's resource group, read from the id when Azure did not print it.
+    pub fn resource_group(&self) -> Option<String> {
+        self.resource_group
+            .clone()
+            .or_else(|| resource_group_of(&self.id))
+    }
+}
+
+/// `networkProfile` of a VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkProfile {
+    /// Its NICs.
+    #[serde(default)]
+    pub network_interfaces: Vec<NicReference>,
+}
+
+/// `hardwareProfile` of a VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HardwareProfile {
+    /// e.g. `Standard_D4s_v5`.
+    #[serde(default)]
+    pub vm_size: Option<String>,
+}
+
+/// A virtual machine (`az vm show [-d]`, `az vm list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachine {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Azure's unique VM id.
+    #[serde(default)]
+    pub vm_id: Option<String>,
+    /// Size.
+    #[serde(default)]
+    pub hardware_profile: Option<HardwareProfile>,
+    /// NICs.
+    #[serde(default)]
+    pub network_profile: NetworkProfile,
+    /// `Succeeded`, `Failed`, …
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+    /// With `-d`: `VM running`, `VM deallocated`, …
+    #[serde(default)]
+    pub power_state: Option<String>,
+    /// With `-d`: comma-separated private IPs.
+    #[serde(default)]
+    pub private_ips: Option<String>,
+    /// With `-d`: comma-separated public IPs.
+    #[serde(default)]
+    pub public_ips: Option<String>,
+}
+
+impl VirtualMachine {
+    /// The primary NIC (the one marked primary, else the first).
+    pub fn primary_nic(&self) -> Option<&NicReference> {
+        let nics = &self.network_profile.network_interfaces;
+        nics.iter()
+            .find(|n| n.primary == Some(true))
+            .or_else(|| nics.first())
+    }
+}
+
+/// One IP configuration of a NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpConfiguration {
+    /// Name (`ipconfig1`).
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Private address.
+    #[serde(default, rename = "privateIPAddress")]
+    pub private_ip_address: Option<String>,
+    /// `Static` or `Dynamic`.
+    #[serde(default, rename = "privateIPAllocationMethod")]
+    pub private_ip_allocation_method: Option<String>,
+    /// `IPv4` or `IPv6`.
+    #[serde(default, rename = "privateIPAddressVersion")]
+    pub private_ip_address_version: Option<String>,
+    /// Whether it is the NIC's primary configuration.
+    #[serde(default)]
+    pub primary: Option<bool>,
+    /// The subnet.
+    #[serde(default)]
+    pub subnet: Option<SubResource>,
+    /// The public IP resource.
+    #[serde(default, rename = "publicIPAddress")]
+    pub public_ip_address: Option<SubResource>,
+}
+
+/// A network interface (`az network nic show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// IP configurations.
+    #[serde(default)]
+    pub ip_configurations: Vec<IpConfiguration>,
+    /// The NSG associated with the NIC itself.
+    #[serde(default)]
+    pub network_security_group: Option<SubResource>,
+    /// The VM it is attached to.
+    #[serde(default)]
+    pub virtual_machine: Option<SubResource>,
+    /// Accelerated networking.
+    #[serde(default)]
+    pub enable_accelerated_networking: Option<bool>,
+    /// IP forwarding (needed on a virtual appliance).
+    #[serde(default, rename = "enableIPForwarding")]
+    pub enable_ip_forwarding: Option<bool>,
+    /// MAC address.
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    /// Whether it is its VM's primary NIC.
+    #[serde(default)]
+    pub primary: Option<bool>,
+    /// Provisioning state.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+impl NetworkInterface {
+    /// The private addresses of every IP configuration.
+    pub fn private_ips(&self) -> Vec<&str> {
+        self.ip_configurations
+            .iter()
+            .filter_map(|c| c.private_ip_address.as_deref())
+            .collect()
+    }
+
+    /// The name of the VM it is attached to.
+    pub fn vm_name(&self) -> Option<&str> {
+        self.virtual_machine.as_ref().map(SubResource::name)
+    }
+}
+
+/// A service endpoint of a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEndpoint {
+    /// e.g. `Microsoft.Storage`.
+    pub service: String,
+    /// Regions.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Provisioning state.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+/// A subnet (`az network vnet subnet show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subnet {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// The prefix (single-prefix subnets).
+    #[serde(default)]
+    pub address_prefix: Option<String>,
+    /// The prefixes (multi-prefix subnets).
+    #[serde(default)]
+    pub address_prefixes: Option<Vec<String>>,
+    /// The subnet's NSG.
+    #[serde(default)]
+    pub network_security_group: Option<SubResource>,
+    /// The subnet's route table.
+    #[serde(default)]
+    pub route_table: Option<SubResource>,
+    /// Service endpoints.
+    #[serde(default)]
+    pub service_endpoints: Option<Vec<ServiceEndpoint>>,
+    /// NIC IP configurations in the subnet.
+    #[serde(default)]
+    pub ip_configurations: Option<Vec<SubResource>>,
+    /// Provisioning state.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+impl Subnet {
+    /// Every prefix of the subnet, whichever field Azure used.
+    pub fn prefixes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.address_prefix.iter().cloned().collect();
+        for p in self.address_prefixes.iter().flatten() {
+            if !v.contains(p) {
+                v.push(p.clone());
+            }
+        }
+        v
+    }
+}
+
+/// One user-defined route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Destination prefix (or a service tag).
+    #[serde(default)]
+    pub address_prefix: Option<String>,
+    /// `VirtualNetworkGateway`, `VnetLocal`, `Internet`, `VirtualAppliance`, `None`.
+    pub next_hop_type: String,
+    /// Next hop for `VirtualAppliance`.
+    #[serde(default)]
+    pub next_hop_ip_address: Option<String>,
+    /// Provisioning state.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+/// A route table (`az network route-table show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Routes.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Whether BGP route propagation is disabled.
+    #[serde(default)]
+    pub disable_bgp_route_propagation: Option<bool>,
+    /// Associated subnets.
+    #[serde(default)]
+    pub subnets: Option<Vec<SubResource>>,
+}
+
+/// Where a packet capture is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacketCaptureStorageLocation {
+    /// Storage account resource id.
+    #[serde(default)]
+    pub storage_id: Option<String>,
+    /// Blob URL of the capture.
+    #[serde(default)]
+    pub storage_path: Option<String>,
+    /// Local path on the VM.
+    #[serde(default)]
+    pub file_path: Option<String>,
+}
+
+/// A Network Watcher packet capture (`az network watcher packet-capture create/show/list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacketCapture {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The VM's resource id.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Bytes kept per packet (0: all).
+    #[serde(default)]
+    pub bytes_to_capture_per_packet: Option<u64>,
+    /// Size limit of the session.
+    #[serde(default)]
+    pub total_bytes_per_session: Option<u64>,
+    /// Time limit of the session.
+    #[serde(default)]
+    pub time_limit_in_seconds: Option<u64>,
+    /// Where the capture is written.
+    #[serde(default)]
+    pub storage_location: Option<PacketCaptureStorageLocation>,
+    /// Filters (protocol, addresses, ports), as Azure printed them.
+    #[serde(default)]
+    pub filters: Option<Vec<serde_json::Value>>,
+    /// `Succeeded`, `Updating`, `Failed`, …
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+    /// Resource group (of the Network Watcher).
+    #[serde(default)]
+    pub resource_group: Option<String>,
+}
+
+/// `az network watcher packet-capture show-status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PacketCaptureStatus {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// When it started (RFC 3339).
+    #[serde(default)]
+    pub capture_start_time: Option<String>,
+    /// `NotStarted`, `Running`, `Stopped`, `Error`, `Unknown`.
+    #[serde(default)]
+    pub packet_capture_status: Option<String>,
+    /// `TimeExceeded`, `ManualIntervention`, `SessionLimitExceeded`, …
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    /// Errors (`InternalError`, `AgentStopped`, `CaptureFailed`, …).
+    #[serde(default)]
+    pub packet_capture_error: Option<Vec<String>>,
+}
+
+/// `contentSettings` of a blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobContentSettings {
+    /// MIME type.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Base64 MD5 Azure computed at upload (may be absent for block-list uploads).
+    #[serde(default)]
+    pub content_md5: Option<serde_json::Value>,
+}
+
+/// `properties` of a blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobProperties {
+    /// Size in bytes.
+    #[serde(default)]
+    pub content_length: Option<u64>,
+    /// Last modification (RFC 3339).
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// Creation (RFC 3339).
+    #[serde(default)]
+    pub creation_time: Option<String>,
+    /// `BlockBlob`, `AppendBlob`, `PageBlob`.
+    #[serde(default)]
+    pub blob_type: Option<String>,
+    /// ETag.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// Content settings.
+    #[serde(default)]
+    pub content_settings: Option<BlobContentSettings>,
+}
+
+/// One blob as `az storage blob list` / `show` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobItem {
+    /// Blob name.
+    pub name: String,
+    /// Properties.
+    #[serde(default)]
+    pub properties: BlobProperties,
+    /// Soft-deleted.
+    #[serde(default)]
+    pub deleted: Option<bool>,
+    /// Snapshot id.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+}
+
+impl BlobItem {
+    /// Last modification time, when Azure printed a parsable one.
+    pub fn last_modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let s = self.properties.last_modified.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
+}
+
+/// A resource group (`az group show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroup {
+    /// Name.
+    pub name: String,
+    /// Region.
+    pub location: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// The resource group named in a resource id
+/// (`/subscriptions/S/resourceGroups/RG/providers/…`), matched case-insensitively.
+pub fn resource_group_of(id: &str) -> Option<String> {
+    let mut parts = id.split('/');
+    while let Some(p) = parts.next() {
+        if p.eq_ignore_ascii_case("resourceGroups") {
+            return parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod resource_tests {
+    use super::*;
+
+    #[test]
+    fn vm_with_details_and_primary_nic() {
+        let vm: VirtualMachine = parse_one(
+            r#"{"name": "dest-vm", "resourceGroup": "RG-LAB", "powerState": "VM running",
+                "privateIps": "10.0.1.5", "publicIps": "20.0.0.5",
+                "networkProfile": {"networkInterfaces": [
+                   {"id": "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/networkInterfaces/nic-a", "primary": false},
+                   {"id": "/subscriptions/s/resourceGroups/rg-net/providers/Microsoft.Network/networkInterfaces/nic-b", "primary": true}]},
+                "storageProfile": {"osDisk": {}}}"#,
+            "VM",
+        )
+        .unwrap();
+        let nic = vm.primary_nic().unwrap();
+        assert_eq!(nic.name(), "nic-b");
+        assert_eq!(nic.resource_group().as_deref(), Some("rg-net"));
+        assert_eq!(vm.power_state.as_deref(), Some("VM running"));
+        let bare: VirtualMachine = parse_one(r#"{"name": "x"}"#, "VM").unwrap();
+        assert!(bare.primary_nic().is_none());
+    }
+
+    #[test]
+    fn nic_subnet_route_table_capture_blob() {
+        let nic: NetworkInterface = parse_one(
+            r#"{"name": "nic", "enableIPForwarding": true, "ipConfigurations": [
+                 {"name": "ipconfig1", "privateIPAddress": "10.0.1.4", "privateIPAddressVersion": "IPv4",
+                  "publicIPAddress": {"id": "/x/publicIPAddresses/pip"}}],
+                "virtualMachine": {"id": "/x/virtualMachines/vm1"}}"#,
+            "NIC",
+        )
+        .unwrap();
+        assert_eq!(nic.private_ips(), vec!["10.0.1.4"]);
+        assert_eq!(nic.vm_name(), Some("vm1"));
+        assert_eq!(nic.enable_ip_forwarding, Some(true));
+
+        let subnet: Subnet = parse_one(
+            r#"{"name": "default", "addressPrefix": "10.0.1.0/24", "addressPrefixes": ["10.0.1.0/24", "10.0.9.0/24"],
+                "serviceEndpoints": [{"service": "Microsoft.Storage", "locations": ["westeurope", "northeurope"], "provisioningState": "Succeeded"}],
+                "routeTable": {"id": "/x/routeTables/rt-fw"}}"#,
+            "subnet",
+        )
+        .unwrap();
+        assert_eq!(subnet.prefixes(), vec!["10.0.1.0/24", "10.0.9.0/24"]);
+        assert_eq!(subnet.route_table.unwrap().name(), "rt-fw");
+
+        let rt: RouteTable = parse_one(
+            r#"{"name": "rt-fw", "disableBgpRoutePropagation": true, "routes": [
+                 {"name": "default-to-fw", "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.0.2.4"}]}"#,
+            "route table",
+        )
+        .unwrap();
+        assert_eq!(
+            rt.routes[0].next_hop_ip_address.as_deref(),
+            Some("10.0.2.4")
+        );
+
+        let st: PacketCaptureStatus = parse_one(
+            r#"{"packetCaptureStatus": "Error", "packetCaptureError": ["AgentStopped"], "captureStartTime": "2026-11-22T07:00:00Z"}"#,
+            "status",
+        )
+        .unwrap();
+        assert_eq!(st.packet_capture_error.unwrap(), vec!["AgentStopped"]);
+
+        let blobs: Vec<BlobItem> = parse_list(
+            r#"[{"name": "a.json", "properties": {"contentLength": 3, "lastModified": "2026-11-22T07:05:00+00:00",
+                  "contentSettings": {"contentType": "application/json", "contentMd5": null}}},
+                {"name": "b.json", "properties": {"lastModified": "not a date"}}]"#,
+            "blob list",
+            &["value"],
+        )
+        .unwrap();
+        assert_eq!(
+            blobs[0].last_modified().unwrap().to_rfc3339(),
+            "2026-11-22T07:05:00+00:00"
+        );
+        assert!(blobs[1].last_modified().is_none());
+        // A required field missing is an error, not a default.
+        assert!(parse_one::<Route>(r#"{"name": "r"}"#, "route").is_err());
+    }
+
+    #[test]
+    fn resource_group_from_id() {
+        assert_eq!(
+            resource_group_of("/subscriptions/s/RESOURCEGROUPS/Rg-1/providers/x/y").as_deref(),
+            Some("Rg-1")
+        );
+        assert_eq!(resource_group_of("/subscriptions/s/resourceGroups/"), None);
+        assert_eq!(resource_group_of("nic-a"), None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
