@@ -7,7 +7,7 @@ set -euo pipefail
 # Debian package -> a command it provides (used only to report what is there).
 PACKAGES=(
   iproute2 iptables nftables tcpdump tshark iperf qperf
-  openssh-server openssh-client jq procps psmisc curl iputils-ping netcat-openbsd
+  openssh-server openssh-client jq procps psmisc curl iputils-ping netcat-openbsd time
 )
 
 missing=()
