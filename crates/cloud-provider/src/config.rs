@@ -203,9 +203,11 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
     },
 ];
 
-/// True when `key` is one of [`KNOWN_KEYS`].
+/// True when `key` is one of [`KNOWN_KEYS`], or a `NETLAB_*` key that `netlab env` writes
+/// about the lab itself (run id, state dir, SSH config, storage endpoint), which the tools
+/// do not read but must not warn about.
 pub fn is_known_key(key: &str) -> bool {
-    KNOWN_KEYS.iter().any(|k| k.key == key)
+    KNOWN_KEYS.iter().any(|k| k.key == key) || key.starts_with("NETLAB_")
 }
 
 /// A parsed `config.env` file: keys in file order (the last assignment of a key wins), plus
@@ -637,6 +639,12 @@ mod tests {
     fn lone_dollar_is_literal() {
         let f = parse("LLM_API_KEY=a$ b$1\n");
         assert_eq!(f.get("LLM_API_KEY"), Some("a$ b$1"));
+    }
+
+    #[test]
+    fn netlab_keys_are_not_warned_about() {
+        let f = parse("NETLAB_RUN=ab12\nNETLAB_SSH_CONFIG=/run/netlab/ab12/ssh/ssh_config\n");
+        assert!(f.warnings.is_empty(), "{:?}", f.warnings);
     }
 
     #[test]
