@@ -1018,6 +1018,12 @@ fn build(lab: &mut Lab) -> Result<()> {
         let data = lab.run_dir().join("blobdata");
         std::fs::create_dir_all(&data)
             .map_err(|e| rt(format!("cannot create {}: {e}", data.display())))?;
+        // Each storage account's container exists from the start, as in the scenario.
+        for a in &lab.topology().storage_accounts {
+            let dir = data.join(&a.name).join(&a.container);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| rt(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let p = lab.spawn(
             &ns,
             "sto",

@@ -636,7 +636,11 @@ pub fn blob_list(c: &mut Ctx, p: &Parsed) -> Out {
     let v = st
         .list(&a, &cont, p.get("--prefix").unwrap_or(""))
         .map_err(|e| AzError::Failed(e.to_string()))?;
-    let max = num(p, "--num-results", 5000)? as usize;
+    // `--num-results *` asks the real CLI for every page.
+    let max = match p.get("--num-results") {
+        Some("*") => usize::MAX,
+        _ => num(p, "--num-results", 5000)? as usize,
+    };
     Ok(Some(Value::Array(
         v.iter().take(max).map(|b| blob_json(&cont, b)).collect(),
     )))
