@@ -11,7 +11,9 @@
 //! - [`snapshot`]: snapshots of effective state and categorised drift between two of them;
 //! - [`trace`]: offline reachability traces with explanation codes;
 //! - [`source`]: the [`source::EffectiveStateSource`] trait and its saved-file
-//!   implementation (live retrieval plugs in there later);
+//!   implementation;
+//! - [`live`]: the live implementation over cloud-provider's `CloudProvider` (az through the
+//!   safety-shell gate): VM, NIC and VNet scopes, NICs read concurrently;
 //! - [`store`]: snapshot, diff and verdict artifacts through cloud-provider's verified store.
 //!
 //! ```
@@ -32,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod live;
 pub mod net;
 pub mod nsg;
 pub mod route;
@@ -42,6 +45,7 @@ pub mod store;
 pub mod trace;
 
 use cloud_provider::artifact::ArtifactError;
+use cloud_provider::error::CloudError;
 
 /// The tool name written into artifacts.
 pub const TOOL: &str = "effective-network-inspector";
@@ -60,6 +64,9 @@ pub enum EniError {
     /// Storing or loading an artifact failed (exit 4 on integrity failures, else 3).
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// A cloud call failed (exit 5 when an operator denied it, 2 on a bad argument, else 3).
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
 }
 
 impl EniError {
@@ -69,6 +76,7 @@ impl EniError {
             EniError::Usage(_) => 2,
             EniError::Input(_) => 3,
             EniError::Artifact(e) => e.exit_code(),
+            EniError::Cloud(e) => e.exit_code(),
         }
     }
 }

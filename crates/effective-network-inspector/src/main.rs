@@ -7,10 +7,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloud_provider::artifact::LocalStore;
+use cloud_provider::azure::AzureCli;
+use cloud_provider::config::{Environment, FlagOverrides, Settings};
 use cloud_provider::session::SessionId;
+use safety_shell::approve::{AllRiskyApprover, NeverApprover, PolicyApprover, TerminalApprover};
+use safety_shell::audit::AuditLog;
+use safety_shell::Gate;
 
+use effective_network_inspector::live::{LiveSource, DEFAULT_WORKERS};
 use effective_network_inspector::net::Addr;
 use effective_network_inspector::nsg::{Direction, FinalVerdict, Flow, NicNsgs, Proto};
 use effective_network_inspector::route::RouteTable;
@@ -35,11 +41,24 @@ const EXAMPLES: &str = "Examples (offline: saved `az network nic show-effective-
   effective-network-inspector trace --from-snapshot eni_base --from-nic web-nic \\
       --to 10.0.2.5 --port 5432 --proto tcp
 
+Live (az through the safety-shell gate; AZ_PATH may point at netlab's az front end):
+  effective-network-inspector --config config.env --approve never snapshot \\
+      --scope vm --vm-name web-vm --resource-group rg-net --is-baseline --session-id eni_base
+  effective-network-inspector --approve never compare --compare-baseline eni_base \\
+      --scope vm --vm-name web-vm --resource-group rg-net
+  effective-network-inspector --approve never snapshot --scope vnet --vnet-id \\
+      /subscriptions/SUB/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet1 \\
+      --search-group rg-app
+  effective-network-inspector --approve never route --vm-name web-vm -g rg-net --dst-ip 10.1.2.3
+  effective-network-inspector --approve never nsg --vm-name db-vm -g rg-net --direction inbound \\
+      --src-ip 10.0.1.4 --dst-ip 10.0.2.5 --port 5432
+  effective-network-inspector --approve never trace --from-vm web-vm --to-vm db-vm -g rg-net \\
+      --to 10.0.2.5 --port 5432 --proto tcp
+
 Exit codes: 0 clean (WINNER, ALLOW, REACHABLE, no drift); 1 finding (NO_ROUTE, BLACKHOLE,
 unexpected tie, dead NVA, DENY, INDETERMINATE, BLOCKED, drift, audit findings); 2 usage;
-3 runtime or malformed input; 4 integrity failure (an artifact's .sha256 does not match).
-Live retrieval (--scope, --vm-name, --resource-group, --subscription-id, --vnet-id) is not
-available yet.";
+3 runtime or malformed input; 4 integrity failure (an artifact's .sha256 does not match);
+3 also when az fails or prints malformed output; 5 an operator or policy denied a gated call.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,9 +79,19 @@ struct Common {
     /// Print the result artifact as JSON on stdout and nothing else.
     #[arg(long, global = true)]
     json: bool,
-    /// Directory of artifacts.
-    #[arg(long, global = true, default_value = "./audit", value_name = "DIR")]
-    audit_dir: PathBuf,
+    /// Directory of artifacts and gate audit logs (default AUDIT_DIR, else ./audit).
+    #[arg(long, global = true, value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
+    /// KEY=VALUE config file (demo/sample_config.env keys); flags beat environment beat file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Decide gated az calls without a prompt, never reading stdin (an az outside the system
+    /// directories, such as a netlab wrapper, makes every call RISKY).
+    #[arg(long, global = true, value_enum, conflicts_with = "approve_policy")]
+    approve: Option<ApproveArg>,
+    /// Decide gated az calls with a policy file (see demo/approve_policy_demo.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    approve_policy: Option<PathBuf>,
     /// Session id for the artifacts written ([A-Za-z0-9_-]{1,64}); generated when absent.
     #[arg(long, global = true, value_name = "ID")]
     session_id: Option<String>,
@@ -72,21 +101,45 @@ struct Common {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Live scope (vm, nic, vnet): not available yet.
-    #[arg(long, global = true, hide_short_help = true)]
-    scope: Option<String>,
-    /// Live: VM name (not available yet).
-    #[arg(long, global = true, hide_short_help = true)]
+    /// Live scope: every NIC of a VM (--vm-name), one NIC (--nic-name) or a VNet (--vnet-id).
+    #[arg(long, global = true, value_enum)]
+    scope: Option<ScopeArg>,
+    /// Live: the VM (vm scope; route, nsg).
+    #[arg(long, global = true, value_name = "NAME")]
     vm_name: Option<String>,
-    /// Live: resource group (not available yet).
-    #[arg(long, global = true, hide_short_help = true)]
+    /// Live: resource group of the VM or NIC (default RESOURCE_GROUP).
+    #[arg(short = 'g', long, global = true, value_name = "RG")]
     resource_group: Option<String>,
-    /// Live: subscription id (not available yet).
-    #[arg(long, global = true, hide_short_help = true)]
+    /// Live: subscription (default SUBSCRIPTION_ID, else az's current one).
+    #[arg(long, global = true, value_name = "ID")]
     subscription_id: Option<String>,
-    /// Live: VNet id (not available yet).
-    #[arg(long, global = true, hide_short_help = true)]
+    /// Live: the VNet's resource id (vnet scope).
+    #[arg(long, global = true, value_name = "ID")]
     vnet_id: Option<String>,
+    /// Live, vnet scope: another resource group holding NICs of the VNet (repeatable).
+    #[arg(long, global = true, value_name = "RG")]
+    search_group: Vec<String>,
+    /// Live: NICs read at once.
+    #[arg(long, global = true, default_value_t = DEFAULT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..=32))]
+    workers: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ApproveArg {
+    /// Deny every risky command (read-only use).
+    Never,
+    /// Approve every risky command (FORBIDDEN ones stay refused).
+    AllRisky,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScopeArg {
+    /// Every NIC of the VM named by --vm-name.
+    Vm,
+    /// The NIC named by --nic-name.
+    Nic,
+    /// Every NIC of the VNet named by --vnet-id.
+    Vnet,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,11 +148,11 @@ enum Cmd {
     Route(RouteArgs),
     /// Dual-gate NSG verdict for a flow (or --audit); writes nsg_<id>_verdict.json / _audit.json.
     Nsg(NsgArgs),
-    /// Snapshot NICs' effective state from saved files; writes eni_<id>_snapshot.json.
+    /// Snapshot NICs' effective state (saved files or live); writes eni_<id>_snapshot.json.
     Snapshot(SnapshotArgs),
-    /// Diff two stored snapshots; writes eni_<current>_diff.json; exit 1 on drift.
+    /// Diff a baseline with a stored snapshot (--current) or a live one taken now; exit 1 on drift.
     Compare(CompareArgs),
-    /// Trace a flow through a snapshot: source NSGs, route, destination NSGs.
+    /// Trace a flow through a snapshot or live state: source NSGs, route, destination NSGs.
     Trace(TraceArgs),
 }
 
@@ -166,8 +219,8 @@ struct SnapshotArgs {
     /// A NIC as NAME:ROUTES_FILE:NSG_FILE (repeatable).
     #[arg(long, value_name = "NAME:ROUTES:NSG")]
     nic: Vec<String>,
-    /// Single-NIC form: the NIC name (with --routes-file and --nsg-file).
-    #[arg(long, value_name = "NAME", requires_all = ["routes_file", "nsg_file"])]
+    /// Single-NIC form: the NIC name (with --routes-file and --nsg-file; live: --scope nic).
+    #[arg(long, value_name = "NAME")]
     nic_name: Option<String>,
     /// Single-NIC form: saved effective routes.
     #[arg(long, value_name = "FILE", requires = "nic_name")]
@@ -191,19 +244,30 @@ struct CompareArgs {
     /// The baseline snapshot id.
     #[arg(long, visible_alias = "baseline", value_name = "ID")]
     compare_baseline: String,
-    /// The current snapshot id.
+    /// The current snapshot id (without it, a live snapshot of the scope is taken and stored).
     #[arg(long, value_name = "ID")]
-    current: String,
+    current: Option<String>,
 }
 
 #[derive(Args, Debug)]
 struct TraceArgs {
-    /// The snapshot id.
-    #[arg(long, value_name = "ID")]
-    from_snapshot: String,
-    /// The source NIC.
+    /// The snapshot id (offline).
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "from_vm",
+        conflicts_with = "from_vm"
+    )]
+    from_snapshot: Option<String>,
+    /// Live: the source VM (its NICs are read now and stored as a snapshot).
     #[arg(long, value_name = "NAME")]
-    from_nic: String,
+    from_vm: Option<String>,
+    /// Live: the destination VM, read with the source (or use --scope vnet --vnet-id).
+    #[arg(long, value_name = "NAME", requires = "from_vm")]
+    to_vm: Option<String>,
+    /// The source NIC (default: the source VM's or snapshot's only NIC).
+    #[arg(long, value_name = "NAME")]
+    from_nic: Option<String>,
     /// Destination address.
     #[arg(long, value_name = "IP")]
     to: String,
@@ -286,9 +350,133 @@ fn out(text: &str) -> anyhow::Result<()> {
 struct Ctx {
     common: Common,
     store: LocalStore,
+    /// The resolved configuration (live commands and --config).
+    env: Option<Environment>,
+}
+
+/// Whether the common flags ask for live retrieval.
+fn is_live(c: &Common) -> bool {
+    c.scope.is_some() || c.vm_name.is_some() || c.vnet_id.is_some()
+}
+
+fn resolve_env(c: &Common) -> anyhow::Result<Environment> {
+    let settings = Settings::load(c.config.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let mut f = FlagOverrides::default();
+    f.set("RESOURCE_GROUP", c.resource_group.clone());
+    f.set("SUBSCRIPTION_ID", c.subscription_id.clone());
+    f.set(
+        "AUDIT_DIR",
+        c.audit_dir.as_ref().map(|p| p.display().to_string()),
+    );
+    Environment::resolve(&settings, &f).map_err(|e| usage(format!("{e}; fix the flag or config")))
+}
+
+/// The live scope the flags name; `nic_name` is the command's --nic-name.
+fn live_scope(c: &Common, nic_name: Option<&str>) -> anyhow::Result<Scope> {
+    let need = |v: Option<&str>, flag: &str, scope: &str| {
+        v.map(str::to_string)
+            .ok_or_else(|| usage(format!("--scope {scope} needs {flag}")))
+    };
+    let scope = match c.scope {
+        Some(ScopeArg::Vm) => ScopeArg::Vm,
+        Some(ScopeArg::Nic) => ScopeArg::Nic,
+        Some(ScopeArg::Vnet) => ScopeArg::Vnet,
+        None if c.vm_name.is_some() => ScopeArg::Vm,
+        None if c.vnet_id.is_some() => ScopeArg::Vnet,
+        None => {
+            return Err(usage(
+                "live retrieval needs --scope vm|nic|vnet (or --vm-name / --vnet-id)",
+            ))
+        }
+    };
+    Ok(match scope {
+        ScopeArg::Vm => Scope::Vm(need(c.vm_name.as_deref(), "--vm-name", "vm")?),
+        ScopeArg::Nic => Scope::Nic(need(nic_name, "--nic-name", "nic")?),
+        ScopeArg::Vnet => Scope::Vnet(need(c.vnet_id.as_deref(), "--vnet-id", "vnet")?),
+    })
+}
+
+/// Picks one NIC: the named one, or the only one.
+fn pick_nic(nics: Vec<NicState>, name: Option<&str>) -> anyhow::Result<NicState> {
+    let names = || {
+        nics.iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) => match nics.iter().position(|x| x.name == n) {
+            Some(i) => Ok(nics.into_iter().nth(i).unwrap_or_else(|| unreachable!())),
+            None => Err(usage(format!(
+                "NIC {n} is not in the scope (it has: {}); pass one of those to --nic-name",
+                names()
+            ))),
+        },
+        None if nics.len() == 1 => Ok(nics.into_iter().next().unwrap_or_else(|| unreachable!())),
+        None => Err(usage(format!(
+            "the scope holds several NICs ({}); pick one with --nic-name",
+            names()
+        ))),
+    }
 }
 
 impl Ctx {
+    /// A live source whose gated calls are audited under `session`.
+    fn live(&self, session: &SessionId) -> anyhow::Result<LiveSource> {
+        let env = match &self.env {
+            Some(e) => e.clone(),
+            None => resolve_env(&self.common)?,
+        };
+        std::fs::create_dir_all(&env.audit_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the audit directory {}: {e}; check --audit-dir",
+                env.audit_dir.display()
+            )
+        })?;
+        let audit = AuditLog::open_in_dir(&env.audit_dir, session.as_str()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the gate audit log in {}: {e}; check --audit-dir",
+                env.audit_dir.display()
+            )
+        })?;
+        let builder = Gate::builder(audit).timeout(std::time::Duration::from_secs(300));
+        let c = &self.common;
+        let gate = match (c.approve, &c.approve_policy) {
+            (Some(ApproveArg::Never), _) => builder.approver(NeverApprover).build(),
+            (Some(ApproveArg::AllRisky), _) => builder.approver(AllRiskyApprover).build(),
+            (None, Some(p)) => builder
+                .approver(PolicyApprover::load(p).map_err(|e| usage(e.to_string()))?)
+                .build(),
+            (None, None) => builder
+                .approver(
+                    TerminalApprover::open(std::time::Duration::from_secs(120)).map_err(|e| {
+                        usage(format!(
+                            "{e}; pass --approve never|all-risky or --approve-policy FILE"
+                        ))
+                    })?,
+                )
+                .build(),
+        };
+        let az = AzureCli::from_environment(std::sync::Arc::new(gate), &env);
+        Ok(
+            LiveSource::new(std::sync::Arc::new(az), env.resource_group.clone())
+                .with_workers(usize::from(c.workers))
+                .with_search_groups(c.search_group.clone()),
+        )
+    }
+
+    /// One NIC read live from the scope the flags name.
+    fn live_nic(
+        &self,
+        nic_name: Option<&str>,
+        prefix: &str,
+        kind: &str,
+    ) -> anyhow::Result<NicState> {
+        let scope = live_scope(&self.common, nic_name)?;
+        let src = self.live(&self.session(prefix, kind)?)?;
+        pick_nic(src.collect(&scope)?, nic_name)
+    }
+
     fn session(&self, prefix: &str, kind: &str) -> anyhow::Result<SessionId> {
         match &self.common.session_id {
             Some(s) => sid(s),
@@ -337,7 +525,17 @@ impl Ctx {
 }
 
 fn run_route(ctx: &Ctx, a: &RouteArgs) -> anyhow::Result<u8> {
+    let live = is_live(&ctx.common);
+    if live && (a.routes_file.is_some() || a.input.from_snapshot.is_some()) {
+        return Err(usage(
+            "live flags (--scope, --vm-name, --vnet-id) cannot be combined with --routes-file or --from-snapshot",
+        ));
+    }
     let routes = match (&a.routes_file, ctx.nic_from_snapshot(&a.input)?) {
+        _ if live => {
+            ctx.live_nic(a.input.nic_name.as_deref(), "rt", "verdict")?
+                .routes
+        }
         (Some(f), None) => {
             routes_from_json(&read_file(f)?).with_context(|| format!("{}", f.display()))?
         }
@@ -432,7 +630,17 @@ fn run_route(ctx: &Ctx, a: &RouteArgs) -> anyhow::Result<u8> {
 }
 
 fn run_nsg(ctx: &Ctx, a: &NsgArgs) -> anyhow::Result<u8> {
+    let live = is_live(&ctx.common);
+    if live && (a.nsg_file.is_some() || a.input.from_snapshot.is_some()) {
+        return Err(usage(
+            "live flags (--scope, --vm-name, --vnet-id) cannot be combined with --nsg-file or --from-snapshot",
+        ));
+    }
     let entries = match (&a.nsg_file, ctx.nic_from_snapshot(&a.input)?) {
+        _ if live => {
+            ctx.live_nic(a.input.nic_name.as_deref(), "nsg", "verdict")?
+                .nsgs
+        }
         (Some(f), None) => {
             nsgs_from_json(&read_file(f)?).with_context(|| format!("{}", f.display()))?
         }
@@ -572,20 +780,57 @@ fn parse_nic_specs(a: &SnapshotArgs) -> anyhow::Result<FileSource> {
 }
 
 fn run_snapshot(ctx: &Ctx, a: &SnapshotArgs) -> anyhow::Result<u8> {
-    let src = parse_nic_specs(a)?;
     let baseline = a.compare_baseline.as_deref().map(sid).transpose()?;
-    let nics = src.collect(&Scope::All)?;
-    let snap = Snapshot::new(&src.describe(), a.is_baseline, nics);
     let id = ctx.session("eni", "snapshot")?;
-    if baseline.as_ref() == Some(&id) {
+    if is_live(&ctx.common) {
+        if !a.nic.is_empty()
+            || a.routes_file.is_some()
+            || a.nsg_file.is_some()
+            || !a.nic_ip.is_empty()
+        {
+            return Err(usage(
+                "live flags (--scope, --vm-name, --vnet-id) cannot be combined with --nic, --routes-file, --nsg-file or --nic-ip",
+            ));
+        }
+        let scope = live_scope(&ctx.common, a.nic_name.as_deref())?;
+        check_baseline(ctx, baseline.as_ref(), &id)?;
+        let src = ctx.live(&id)?;
+        let nics = src.collect(&scope)?;
+        return store_snapshot(ctx, &src.describe(), a.is_baseline, nics, baseline, id);
+    }
+    if a.nic_name.is_some() && (a.routes_file.is_none() || a.nsg_file.is_none()) {
+        return Err(usage(
+            "--nic-name needs --routes-file and --nsg-file (or --scope nic for live retrieval)",
+        ));
+    }
+    let src = parse_nic_specs(a)?;
+    check_baseline(ctx, baseline.as_ref(), &id)?;
+    let nics = src.collect(&Scope::All)?;
+    store_snapshot(ctx, &src.describe(), a.is_baseline, nics, baseline, id)
+}
+
+/// Refuses a self-comparison and verifies the baseline before anything is read or written.
+fn check_baseline(ctx: &Ctx, baseline: Option<&SessionId>, id: &SessionId) -> anyhow::Result<()> {
+    if baseline == Some(id) {
         return Err(usage(format!(
             "refusing to compare snapshot {id} with itself; pass a different --session-id or baseline"
         )));
     }
-    if let Some(b) = &baseline {
-        // Verify the baseline before writing anything.
+    if let Some(b) = baseline {
         store::load_snapshot(&ctx.store, b)?;
     }
+    Ok(())
+}
+
+fn store_snapshot(
+    ctx: &Ctx,
+    source: &str,
+    is_baseline: bool,
+    nics: Vec<NicState>,
+    baseline: Option<SessionId>,
+    id: SessionId,
+) -> anyhow::Result<u8> {
+    let snap = Snapshot::new(source, is_baseline, nics);
     let (stored, art) = store::put(&ctx.store, &id, "snapshot", snap, now())?;
     let Some(b) = baseline else {
         ctx.emit(&art, &stored.name, || {
@@ -640,23 +885,96 @@ fn emit_diff(
 }
 
 fn run_compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<u8> {
-    let (stored, art) = store::compare(
-        &ctx.store,
-        &sid(&a.compare_baseline)?,
-        &sid(&a.current)?,
-        now(),
-    )?;
+    let baseline = sid(&a.compare_baseline)?;
+    let current = match &a.current {
+        Some(c) if is_live(&ctx.common) => {
+            return Err(usage(format!(
+                "--current {c} and live flags (--scope, --vm-name, --vnet-id) exclude each other; drop one"
+            )))
+        }
+        Some(c) => sid(c)?,
+        None if is_live(&ctx.common) => {
+            let id = ctx.session("eni", "snapshot")?;
+            let scope = live_scope(&ctx.common, None)?;
+            check_baseline(ctx, Some(&baseline), &id)?;
+            let src = ctx.live(&id)?;
+            let nics = src.collect(&scope)?;
+            return store_snapshot(ctx, &src.describe(), false, nics, Some(baseline), id);
+        }
+        None => {
+            return Err(usage(
+                "give --current ID (a stored snapshot) or a live scope (--scope vm --vm-name X, --scope vnet --vnet-id ID)",
+            ))
+        }
+    };
+    let (stored, art) = store::compare(&ctx.store, &baseline, &current, now())?;
     emit_diff(ctx, &art, &stored.name)
 }
 
+/// Reads the source VM (and the destination VM or the VNet) live and stores the snapshot.
+fn live_trace_snapshot(ctx: &Ctx, a: &TraceArgs, vm: &str) -> anyhow::Result<(Snapshot, String)> {
+    let id = ctx.session("eni", "snapshot")?;
+    let src = ctx.live(&id)?;
+    let mut nics = src.collect(&Scope::Vm(vm.to_string()))?;
+    let source_nics: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
+    let extra = match (&a.to_vm, &ctx.common.vnet_id) {
+        (Some(v), _) => Some(Scope::Vm(v.clone())),
+        (None, Some(v)) => Some(Scope::Vnet(v.clone())),
+        (None, None) => None,
+    };
+    if let Some(scope) = extra {
+        for n in src.collect(&scope)? {
+            if !nics.iter().any(|x| x.name == n.name) {
+                nics.push(n);
+            }
+        }
+    }
+    let from_nic = match &a.from_nic {
+        Some(n) if source_nics.contains(n) => n.clone(),
+        Some(n) => {
+            return Err(usage(format!(
+                "NIC {n} is not a NIC of VM {vm} (it has: {}); pass one of those to --from-nic",
+                source_nics.join(", ")
+            )))
+        }
+        None if source_nics.len() == 1 => source_nics[0].clone(),
+        None => {
+            return Err(usage(format!(
+                "VM {vm} has several NICs ({}); pick one with --from-nic",
+                source_nics.join(", ")
+            )))
+        }
+    };
+    let snap = Snapshot::new(&src.describe(), false, nics);
+    let (stored, _) = store::put(&ctx.store, &id, "snapshot", snap.clone(), now())?;
+    tracing::info!(snapshot = %stored.name, "live state stored");
+    Ok((snap, from_nic))
+}
+
 fn run_trace(ctx: &Ctx, a: &TraceArgs) -> anyhow::Result<u8> {
-    let (snap, _) = store::load_snapshot(&ctx.store, &sid(&a.from_snapshot)?)?;
+    let (snap, from_nic) = match (&a.from_snapshot, &a.from_vm) {
+        (Some(id), None) => {
+            let (snap, _) = store::load_snapshot(&ctx.store, &sid(id)?)?;
+            let from_nic = match (&a.from_nic, snap.nics.len()) {
+                (Some(n), _) => n.clone(),
+                (None, 1) => snap.nics[0].name.clone(),
+                (None, _) => {
+                    return Err(usage(format!(
+                        "snapshot {id} holds several NICs; pick the source with --from-nic"
+                    )))
+                }
+            };
+            (snap, from_nic)
+        }
+        (None, Some(vm)) => live_trace_snapshot(ctx, a, vm)?,
+        _ => return Err(usage("give exactly one of --from-snapshot or --from-vm")),
+    };
     let dest = match &a.to_snapshot {
         Some(id) => Some(store::load_snapshot(&ctx.store, &sid(id)?)?.0),
         None => None,
     };
     let req = TraceRequest {
-        from_nic: a.from_nic.clone(),
+        from_nic,
         src_ip: a
             .src_ip
             .as_deref()
@@ -710,26 +1028,23 @@ fn run_trace(ctx: &Ctx, a: &TraceArgs) -> anyhow::Result<u8> {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let c = &cli.common;
-    let live: Vec<&str> = [
-        ("--scope", c.scope.is_some()),
-        ("--vm-name", c.vm_name.is_some()),
-        ("--resource-group", c.resource_group.is_some()),
-        ("--subscription-id", c.subscription_id.is_some()),
-        ("--vnet-id", c.vnet_id.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, set)| *set)
-    .map(|(n, _)| n)
-    .collect();
-    if !live.is_empty() {
-        return Err(usage(format!(
-            "{} need live retrieval through az, which is not available yet; save the az output and use --routes-file/--nsg-file or snapshot --nic",
-            live.join(", ")
-        )));
-    }
+    let wants_env = is_live(c)
+        || c.config.is_some()
+        || matches!(&cli.cmd, Cmd::Trace(t) if t.from_vm.is_some());
+    let env = if wants_env {
+        Some(resolve_env(c)?)
+    } else {
+        None
+    };
+    let audit_dir = match (&env, &c.audit_dir) {
+        (Some(e), _) => e.audit_dir.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => PathBuf::from("./audit"),
+    };
     let ctx = Ctx {
-        store: LocalStore::new(&c.audit_dir),
+        store: LocalStore::new(&audit_dir),
         common: c.clone(),
+        env,
     };
     match &cli.cmd {
         Cmd::Route(a) => run_route(&ctx, a),

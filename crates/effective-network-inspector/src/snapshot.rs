@@ -10,7 +10,7 @@ use crate::state::{Gate, NicState, RouteEntry, RuleEntry};
 /// The body of `eni_<id>_snapshot.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Where the state came from (`offline-files` today).
+    /// Where the state came from (`offline-files`, or the live provider: `azure`).
     pub source: String,
     /// Whether this snapshot was taken as a baseline.
     pub is_baseline: bool,

@@ -1,5 +1,5 @@
-//! Where effective state comes from. Today: saved az JSON files. A live source (az through
-//! the safety-shell gate, via cloud-provider) implements the same trait later.
+//! Where effective state comes from: saved az JSON files ([`FileSource`]) or the cloud
+//! control plane through cloud-provider ([`crate::live::LiveSource`]).
 
 use std::path::PathBuf;
 
@@ -26,6 +26,8 @@ pub struct NicRef {
     pub name: String,
     /// Its private addresses, when known.
     pub ip_addresses: Vec<String>,
+    /// Its resource group, when the source knows it (live sources).
+    pub resource_group: Option<String>,
 }
 
 /// A provider of effective state.
@@ -104,6 +106,7 @@ impl EffectiveStateSource for FileSource {
         let all = self.nics.iter().map(|n| NicRef {
             name: n.name.clone(),
             ip_addresses: n.ip_addresses.clone(),
+            resource_group: None,
         });
         match scope {
             Scope::All => Ok(all.collect()),
@@ -116,7 +119,7 @@ impl EffectiveStateSource for FileSource {
                 }
             }
             Scope::Vm(_) | Scope::Vnet(_) => Err(EniError::Usage(
-                "saved files cannot resolve a VM or VNet scope (that needs live retrieval, not available yet); name each NIC with --nic".into(),
+                "saved files cannot resolve a VM or VNet scope (that needs live retrieval: --vm-name or --vnet-id); name each NIC with --nic".into(),
             )),
         }
     }

@@ -240,6 +240,11 @@ pub fn routes_from_json(text: &str) -> Result<Vec<RouteEntry>, EniError> {
 /// Parses saved `list-effective-nsg` JSON (either envelope) into NSG entries.
 pub fn nsgs_from_json(text: &str) -> Result<Vec<NsgEntry>, EniError> {
     let nsgs = parse_effective_nsgs(text).map_err(|e| EniError::Input(e.to_string()))?;
+    nsgs_from_effective(&nsgs)
+}
+
+/// Normalises parsed effective NSGs (at most one per gate) into NSG entries, sorted by gate.
+pub fn nsgs_from_effective(nsgs: &[EffectiveNsg]) -> Result<Vec<NsgEntry>, EniError> {
     let mut out = nsgs
         .iter()
         .map(NsgEntry::from_effective)

@@ -222,12 +222,14 @@ fn usage_runtime_and_live_flags() {
         ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not available yet"));
+        .stderr(predicate::str::contains(
+            "cannot be combined with --routes-file",
+        ));
     eni(d.path())
         .args(["snapshot", "--scope", "vnet", "--nic", "a:b:c"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("live retrieval"));
+        .stderr(predicate::str::contains("cannot be combined with --nic"));
     eni(d.path())
         .args([
             "route",
