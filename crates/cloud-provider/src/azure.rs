@@ -63,6 +63,10 @@ pub mod args {
     pub fn nic_list(rg: &str) -> Vec<String> {
         v(&["network", "nic", "list", "--resource-group", rg])
     }
+    /// `network nic list` across the subscription.
+    pub fn nic_list_all() -> Vec<String> {
+        v(&["network", "nic", "list"])
+    }
     /// `network nic list-effective-nsg`.
     pub fn effective_nsgs(rg: &str, nic: &str) -> Vec<String> {
         v(&[
@@ -781,6 +785,14 @@ impl CloudProvider for AzureCli {
             args::nic_list(rg),
             "NIC list",
             &format!("list the NICs of {rg}"),
+        )
+    }
+
+    fn nic_list_all(&self) -> Result<Vec<NetworkInterface>, CloudError> {
+        self.read_list(
+            args::nic_list_all(),
+            "NIC list",
+            "list every NIC of the subscription",
         )
     }
 

@@ -144,6 +144,17 @@ pub trait CloudProvider: Send + Sync {
     fn nic_show(&self, resource_group: &str, nic: &str) -> Result<NetworkInterface, CloudError>;
     /// Every NIC of a resource group.
     fn nic_list(&self, resource_group: &str) -> Result<Vec<NetworkInterface>, CloudError>;
+    /// Every NIC of the subscription, across resource groups (`az network nic list` without
+    /// a resource group). Providers that cannot list across groups keep this default, which
+    /// says so as an [`CloudError::InvalidArgument`].
+    fn nic_list_all(&self) -> Result<Vec<NetworkInterface>, CloudError> {
+        Err(CloudError::InvalidArgument {
+            what: "scope".into(),
+            value: "subscription".into(),
+            message: "this provider cannot list NICs across resource groups; name the groups"
+                .into(),
+        })
+    }
     /// The effective NSGs of a NIC, each with where it is associated.
     fn effective_nsgs(
         &self,

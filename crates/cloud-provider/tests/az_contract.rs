@@ -65,6 +65,7 @@ fn all_args() -> Vec<(&'static str, Vec<String>)> {
         ("vm list", args::vm_list("rg-lab")),
         ("nic show", args::nic_show("rg-lab", "dst-nic")),
         ("nic list", args::nic_list("rg-lab")),
+        ("nic list (subscription)", args::nic_list_all()),
         ("effective nsg", args::effective_nsgs("rg-lab", "dst-nic")),
         (
             "effective routes",

@@ -170,13 +170,43 @@ impl LiveSource {
         out
     }
 
+    /// The NICs to consider for a VNet scope, each with the resource group it was found in:
+    /// every NIC of the subscription when the provider can list across groups, otherwise
+    /// the NICs of the VNet's own group, `--resource-group` and every `--search-group`.
+    fn vnet_candidates(&self, vnet: &VnetId) -> Result<Vec<(String, NetworkInterface)>, EniError> {
+        match self.provider.nic_list_all() {
+            Ok(all) => Ok(all
+                .into_iter()
+                .map(|nic| {
+                    let g = nic
+                        .id
+                        .as_deref()
+                        .and_then(resource_group_of)
+                        .unwrap_or_else(|| vnet.resource_group.clone());
+                    (g, nic)
+                })
+                .collect()),
+            Err(CloudError::InvalidArgument { .. }) => {
+                let mut out = Vec::new();
+                for g in self.vnet_groups(vnet) {
+                    for nic in self.provider.nic_list(&g)? {
+                        out.push((g.clone(), nic));
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn vnet_nics(&self, id: &str) -> Result<Vec<NicRef>, EniError> {
         let vnet = VnetId::parse(id)?;
         let groups = self.vnet_groups(&vnet);
         let mut seen_ids = BTreeSet::new();
         let mut out: Vec<NicRef> = Vec::new();
-        for g in &groups {
-            for nic in self.provider.nic_list(g)? {
+        {
+            for (g, nic) in self.vnet_candidates(&vnet)? {
+                let g = &g;
                 let in_vnet = nic.ip_configurations.iter().any(|c| {
                     c.subnet
                         .as_ref()

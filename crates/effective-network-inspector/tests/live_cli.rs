@@ -61,6 +61,8 @@ impl World {
         w("nic-db-nic.json", &db);
         w("list-rg-net.json", &serde_json::json!([web, other]));
         w("list-rg-app.json", &serde_json::json!([db]));
+        // `network nic list` without a resource group: the whole subscription.
+        w("list-.json", &serde_json::json!([web, other, db]));
         for (vm, rg, nic) in [
             ("web-vm", "rg-net", "web-nic"),
             ("db-vm", "rg-app", "db-nic"),
@@ -245,9 +247,9 @@ fn live_scopes_compare_and_verdicts() {
         .collect();
     assert_eq!(names, ["db-nic", "web-nic"]);
     assert_eq!(v["nics"][0]["ip_addresses"][0], "10.0.2.5");
-    // Without the other group, db-nic is not found (and the VNet's own group is searched).
+    // Without naming the other group, the subscription-wide NIC list still finds db-nic.
     let v = w.run(&["snapshot", "--vnet-id", &vnet_id("rg-net", "vnet1")], 0);
-    assert_eq!(v["nics"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nics"].as_array().unwrap().len(), 2);
 
     // NIC scope.
     let v = w.run(
