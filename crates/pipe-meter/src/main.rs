@@ -1,0 +1,378 @@
+//! `pipe-meter`: a thin CLI over the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cloud_provider::artifact::LocalStore;
+use cloud_provider::config::FlagOverrides;
+use pipe_meter::{run_pipe_meter, PipeConfig, RunOptions};
+use safety_shell::approve::{AllRiskyApprover, NeverApprover, PolicyApprover, TerminalApprover};
+use safety_shell::audit::AuditLog;
+use safety_shell::Gate;
+
+const EXAMPLES: &str = "Examples:
+  # change window: baseline before, compare after (lab or Azure config.env)
+  pipe-meter --config config.env --is-baseline --approve-policy demo/approve_policy_demo.toml
+  pipe-meter --config config.env --compare-baseline --approve-policy demo/approve_policy_demo.toml
+  # short run, JSON result only
+  pipe-meter --config config.env --duration 2 --iterations 3 --approve all-risky --json
+  # trend of past results
+  pipe-meter history --source 198.18.1.4 --dest 198.18.1.5 --svg trend.svg
+
+Exit codes: 0 clean, 1 anomaly, 2 usage/config error, 3 runtime failure, 4 integrity failure,
+5 an operator denied a gated action.";
+
+#[derive(Parser)]
+#[command(name = "pipe-meter", version, about = "Deterministic VM-to-VM latency (qperf) and throughput (iperf2) measurement with baselines.", after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Past results of a source/dest pair: a table, and an SVG chart of P90 latency and throughput.
+    History(HistoryArgs),
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// Source private IP.
+    #[arg(long)]
+    source: String,
+    /// Destination private IP.
+    #[arg(long)]
+    dest: String,
+    /// Where the artifacts are (default: AUDIT_DIR or ./audit).
+    #[arg(long = "audit-dir")]
+    audit_dir: Option<PathBuf>,
+    /// Write the SVG chart to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ApproveArg {
+    Never,
+    AllRisky,
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// A KEY=VALUE config.env file (flags beat the environment, which beats the file).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Source VM private IP (SOURCE_VM_PRIVATE_IP).
+    #[arg(long = "source-ip")]
+    source_ip: Option<String>,
+    /// Destination VM private IP (DEST_VM_PRIVATE_IP).
+    #[arg(long = "dest-ip")]
+    dest_ip: Option<String>,
+    /// Source VM public IP for SSH (SOURCE_VM_PUBLIC_IP).
+    #[arg(long = "source-public-ip")]
+    source_public_ip: Option<String>,
+    /// Destination VM public IP for SSH (DEST_VM_PUBLIC_IP).
+    #[arg(long = "dest-public-ip")]
+    dest_public_ip: Option<String>,
+    /// SSH user on both VMs (SSH_USER).
+    #[arg(long = "ssh-user")]
+    ssh_user: Option<String>,
+    /// SSH key for the source VM (SSH_SOURCE_VM_KEY_PATH).
+    #[arg(long = "ssh-source-vm-key-path")]
+    ssh_source_key: Option<String>,
+    /// SSH key for the destination VM (SSH_DEST_VM_KEY_PATH).
+    #[arg(long = "ssh-dest-vm-key-path")]
+    ssh_dest_key: Option<String>,
+    /// latency, throughput or both (TEST_TYPE; default both).
+    #[arg(long = "test-type")]
+    test_type: Option<String>,
+    /// Measured iterations (ITERATIONS; default 8).
+    #[arg(long)]
+    iterations: Option<String>,
+    /// Store this run as a baseline (IS_BASELINE).
+    #[arg(long = "is-baseline", overrides_with = "no_is_baseline")]
+    is_baseline: bool,
+    /// Do not store this run as a baseline.
+    #[arg(long = "no-is-baseline")]
+    no_is_baseline: bool,
+    /// Compare with the latest baseline for (source, dest, test type) (COMPARE_BASELINE).
+    #[arg(long = "compare-baseline")]
+    compare_baseline: bool,
+    /// Compare with the baseline of this session (BASELINE_SESSION).
+    #[arg(long = "baseline-session")]
+    baseline_session: Option<String>,
+    /// Session id (SESSION_ID; default pmeter_<UTC time>).
+    #[arg(long = "session-id")]
+    session_id: Option<String>,
+    /// Where artifacts and the audit log go (AUDIT_DIR; default ./audit).
+    #[arg(long = "audit-dir")]
+    audit_dir: Option<String>,
+    /// Resource group (RESOURCE_GROUP).
+    #[arg(long = "resource-group")]
+    resource_group: Option<String>,
+    /// Storage account (STORAGE_ACCOUNT_NAME).
+    #[arg(long = "storage-account-name")]
+    storage_account: Option<String>,
+    /// Storage container (STORAGE_CONTAINER_NAME).
+    #[arg(long = "storage-container-name")]
+    storage_container: Option<String>,
+    /// Subscription (SUBSCRIPTION_ID).
+    #[arg(long = "subscription-id")]
+    subscription_id: Option<String>,
+    /// iperf2 seconds per iteration (DURATION; default 10).
+    #[arg(long)]
+    duration: Option<String>,
+    /// qperf seconds per iteration (QPERF_DURATION; default 2).
+    #[arg(long = "qperf-duration")]
+    qperf_duration: Option<String>,
+    /// iperf2 parallel streams (STREAMS; default 8).
+    #[arg(long)]
+    streams: Option<String>,
+    /// Warm-up iterations, discarded (WARMUP; default 1).
+    #[arg(long)]
+    warmup: Option<String>,
+    /// iperf2 server port on dest (IPERF_PORT; default 5001).
+    #[arg(long = "iperf-port")]
+    iperf_port: Option<String>,
+    /// qperf listen port on dest (QPERF_PORT; default 19765).
+    #[arg(long = "qperf-port")]
+    qperf_port: Option<String>,
+    /// qperf data port, pinned with -ip (QPERF_DATA_PORT; default 19766).
+    #[arg(long = "qperf-data-port")]
+    qperf_data_port: Option<String>,
+    /// Expected throughput in Gbit/s for the expectation block (EXPECTED_THROUGHPUT_GBPS).
+    #[arg(long = "expected-throughput-gbps")]
+    expected_throughput: Option<String>,
+    /// Print only the result artifact (JSON) on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Decide gated (RISKY) commands without a prompt: never or all-risky.
+    #[arg(long, value_enum)]
+    approve: Option<ApproveArg>,
+    /// Decide gated commands with a policy file (see demo/approve_policy_demo.toml).
+    #[arg(long = "approve-policy", conflicts_with = "approve")]
+    approve_policy: Option<PathBuf>,
+}
+
+struct Fail(i32, String);
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .try_init();
+    let code = match cli.cmd {
+        Some(Cmd::History(h)) => history(h),
+        None => run(cli.run),
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(Fail(c, msg)) => {
+            eprintln!("pipe-meter: {msg}");
+            std::process::exit(c);
+        }
+    }
+}
+
+fn history(h: HistoryArgs) -> Result<i32, Fail> {
+    let dir = h
+        .audit_dir
+        .or_else(|| std::env::var_os("AUDIT_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("./audit"));
+    let store = LocalStore::new(dir.clone());
+    let hist = pipe_meter::history::collect(&store, &h.source, &h.dest).map_err(|e| {
+        Fail(
+            3,
+            format!("cannot read the artifacts in {}: {e}", dir.display()),
+        )
+    })?;
+    if let Some(p) = &h.svg {
+        std::fs::write(p, pipe_meter::history::svg(&hist))
+            .map_err(|e| Fail(3, format!("cannot write {}: {e}", p.display())))?;
+    }
+    if h.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&hist).unwrap_or_default()
+        );
+    } else {
+        print!("{}", pipe_meter::history::table(&hist));
+        for u in &hist.unreadable {
+            eprintln!("unreadable: {u}");
+        }
+    }
+    Ok(0)
+}
+
+fn run(a: RunArgs) -> Result<i32, Fail> {
+    let settings = PipeConfig::settings(a.config.as_deref()).map_err(|e| Fail(2, e.to_string()))?;
+    let mut f = FlagOverrides::default();
+    f.set("SOURCE_VM_PRIVATE_IP", a.source_ip)
+        .set("DEST_VM_PRIVATE_IP", a.dest_ip)
+        .set("SOURCE_VM_PUBLIC_IP", a.source_public_ip)
+        .set("DEST_VM_PUBLIC_IP", a.dest_public_ip)
+        .set("SSH_USER", a.ssh_user)
+        .set("SSH_SOURCE_VM_KEY_PATH", a.ssh_source_key)
+        .set("SSH_DEST_VM_KEY_PATH", a.ssh_dest_key)
+        .set("TEST_TYPE", a.test_type)
+        .set("ITERATIONS", a.iterations)
+        .set("BASELINE_SESSION", a.baseline_session)
+        .set("SESSION_ID", a.session_id)
+        .set("AUDIT_DIR", a.audit_dir)
+        .set("RESOURCE_GROUP", a.resource_group)
+        .set("STORAGE_ACCOUNT_NAME", a.storage_account)
+        .set("STORAGE_CONTAINER_NAME", a.storage_container)
+        .set("SUBSCRIPTION_ID", a.subscription_id)
+        .set("DURATION", a.duration)
+        .set("QPERF_DURATION", a.qperf_duration)
+        .set("STREAMS", a.streams)
+        .set("WARMUP", a.warmup)
+        .set("IPERF_PORT", a.iperf_port)
+        .set("QPERF_PORT", a.qperf_port)
+        .set("QPERF_DATA_PORT", a.qperf_data_port)
+        .set("EXPECTED_THROUGHPUT_GBPS", a.expected_throughput);
+    if a.is_baseline {
+        f.set("IS_BASELINE", Some("true"));
+    } else if a.no_is_baseline {
+        f.set("IS_BASELINE", Some("false"));
+    }
+    if a.compare_baseline {
+        f.set("COMPARE_BASELINE", Some("true"));
+    }
+    let cfg = PipeConfig::resolve(&settings, &f).map_err(|e| Fail(2, e.to_string()))?;
+
+    let audit_session = cfg
+        .session_id
+        .clone()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| format!("pmeter_{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    let audit = AuditLog::open_in_dir(&cfg.env.audit_dir, &audit_session).map_err(|e| {
+        Fail(
+            3,
+            format!(
+                "cannot open the audit log in {}: {e}",
+                cfg.env.audit_dir.display()
+            ),
+        )
+    })?;
+    let per_cmd = cfg.duration_secs.max(cfg.qperf_duration_secs)
+        + pipe_meter::pipeline::CLIENT_GRACE_SECS
+        + 30;
+    let builder = Gate::builder(audit).timeout(Duration::from_secs(per_cmd as u64));
+    let approve = match (a.approve, a.approve_policy.is_some()) {
+        (Some(x), _) => Some(x),
+        (None, true) => None,
+        (None, false) => match settings.get("SAFETY_APPROVE").as_deref() {
+            None => None,
+            Some("never") => Some(ApproveArg::Never),
+            Some("all-risky") => Some(ApproveArg::AllRisky),
+            Some(other) => {
+                return Err(Fail(
+                    2,
+                    format!(
+                        "invalid value `{other}` for SAFETY_APPROVE: expected never or all-risky"
+                    ),
+                ))
+            }
+        },
+    };
+    let gate = match (approve, &a.approve_policy) {
+        (Some(ApproveArg::Never), _) => builder.approver(NeverApprover).build(),
+        (Some(ApproveArg::AllRisky), _) => builder.approver(AllRiskyApprover).build(),
+        (None, Some(p)) => builder
+            .approver(PolicyApprover::load(p).map_err(|e| Fail(2, e.to_string()))?)
+            .build(),
+        (None, None) => builder
+            .approver(
+                TerminalApprover::open(Duration::from_secs(120))
+                    .map_err(|e| Fail(2, e.to_string()))?,
+            )
+            .build(),
+    };
+    let gate = Arc::new(gate);
+    // The provider reads effective NSGs for the preflight check (az through the same gate;
+    // AZ_PATH selects the executable, e.g. netlab's az front end in the lab).
+    let provider = cloud_provider::azure::AzureCli::new(gate.clone(), cfg.env.az_path.clone())
+        .with_subscription(cfg.env.subscription_id.clone());
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("pipe-meter: interrupted; stopping the servers it started");
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            });
+        });
+    }
+    let show_progress =
+        !a.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let progress = |p: pipe_meter::Progress| {
+        if show_progress {
+            let width = 30usize;
+            let filled = (p.done as usize * width) / (p.total.max(1) as usize);
+            let mut e = std::io::stderr();
+            let _ = write!(
+                e,
+                "\r[{}{}] {}/{} runs",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                p.done,
+                p.total
+            );
+            if p.done == p.total {
+                let _ = writeln!(e);
+            }
+        }
+    };
+    let opts = RunOptions {
+        cancel,
+        progress: Some(&progress),
+        ..RunOptions::default()
+    };
+    let out =
+        run_pipe_meter(&cfg, &gate, Some(&provider), opts).map_err(|e| Fail(3, e.to_string()))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.result).unwrap_or_default()
+        );
+    } else {
+        print!("{}", out.summary);
+    }
+    Ok(out.exit_code)
+}
