@@ -444,10 +444,41 @@ impl Orchestrator {
                 "ok: VM {} exists and is running ({location})",
                 s.vm
             ));
-            notes.push(format!(
-                "not checked: the AzureNetworkWatcherExtension on {} (cloud-provider has no `az vm extension list`); a missing agent shows as a create or status error",
-                s.vm
-            ));
+            match self.provider.vm_extensions(rg, &s.vm) {
+                Ok(ext) => match ext.iter().find(|e| e.is_network_watcher_agent()) {
+                    Some(agent)
+                        if agent
+                            .provisioning_state
+                            .as_deref()
+                            .is_none_or(|p| p.eq_ignore_ascii_case("Succeeded")) =>
+                    {
+                        notes.push(format!(
+                            "ok: VM {} has the Network Watcher agent ({})",
+                            s.vm, agent.name
+                        ))
+                    }
+                    Some(agent) => {
+                        return Err(OrchError::Prerequisite(format!(
+                            "the Network Watcher agent on VM {} is '{}', not Succeeded; repair it (az vm extension set --resource-group {rg} --vm-name {} --name {} --publisher Microsoft.Azure.NetworkWatcher) before capturing",
+                            s.vm,
+                            agent.provisioning_state.as_deref().unwrap_or("?"),
+                            s.vm,
+                            agent.type_properties_type.as_deref().unwrap_or("NetworkWatcherAgentLinux")
+                        )))
+                    }
+                    None => {
+                        return Err(OrchError::Prerequisite(format!(
+                            "VM {} has no Network Watcher agent extension, which packet captures need; install it (az vm extension set --resource-group {rg} --vm-name {} --name NetworkWatcherAgentLinux --publisher Microsoft.Azure.NetworkWatcher) and capture again",
+                            s.vm, s.vm
+                        )))
+                    }
+                },
+                Err(CloudError::InvalidArgument { .. }) => notes.push(format!(
+                    "not checked: the Network Watcher agent extension on {} (the provider cannot list VM extensions); a missing agent shows as a create or status error",
+                    s.vm
+                )),
+                Err(e) => return Err(e.into()),
+            }
         }
         // One active capture per VM: our registry first (a side that may still run is
         // confirmed with show-status, so a task left behind by a crash whose capture has

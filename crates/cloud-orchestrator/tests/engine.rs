@@ -103,7 +103,7 @@ fn single_vm_walks_every_state_with_backoff_and_the_analysis_sees_unanswered_syn
     assert_eq!(
         t.prerequisites
             .iter()
-            .filter(|p| p.starts_with("not checked: the AzureNetworkWatcherExtension"))
+            .filter(|p| p.starts_with("ok: VM dest-vm has the Network Watcher agent"))
             .count(),
         1
     );
@@ -396,6 +396,21 @@ fn location_quirks_and_prerequisites() {
         "{e}"
     );
     assert_eq!(s.az.count("capture create"), 0);
+    // A VM without the Network Watcher agent: refused with the command that installs it.
+    s.az.vms
+        .lock()
+        .unwrap()
+        .insert("dest-vm".into(), vm_json("dest-vm", LOCATION, "VM running"));
+    s.az.no_agent.lock().unwrap().insert("dest-vm".into());
+    let e = o
+        .capture_traffic(&Target::vm("dest-vm"), &opts(30))
+        .unwrap_err();
+    assert!(
+        matches!(e, OrchError::Prerequisite(ref m) if m.contains("no Network Watcher agent") && m.contains("az vm extension set")),
+        "{e}"
+    );
+    assert_eq!(s.az.count("capture create"), 0);
+    s.az.no_agent.lock().unwrap().clear();
     // A deallocated VM, a missing VM.
     s.az.vms.lock().unwrap().insert(
         "dest-vm".into(),

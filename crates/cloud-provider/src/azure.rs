@@ -24,7 +24,7 @@ use crate::error::{classify_az_failure, CloudError};
 use crate::models::{
     parse_effective_nsgs, parse_effective_routes, parse_list, parse_one, BlobItem, EffectiveNsg,
     EffectiveRoute, NetworkInterface, NetworkSecurityGroup, PacketCapture, PacketCaptureStatus,
-    ResourceGroup, Route, RouteTable, SecurityRule, Subnet, VirtualMachine,
+    ResourceGroup, Route, RouteTable, SecurityRule, Subnet, VirtualMachine, VmExtension,
 };
 use crate::provider::{
     AssociationChange, BlobLocation, CaptureSpec, CloudProvider, NsgRuleSpec, SubnetUpdate,
@@ -42,6 +42,18 @@ pub mod args {
     /// `vm show -g RG -n NAME`.
     pub fn vm_show(rg: &str, name: &str) -> Vec<String> {
         v(&["vm", "show", "--resource-group", rg, "--name", name])
+    }
+    /// `vm extension list -g RG --vm-name VM`.
+    pub fn vm_extension_list(rg: &str, vm: &str) -> Vec<String> {
+        v(&[
+            "vm",
+            "extension",
+            "list",
+            "--resource-group",
+            rg,
+            "--vm-name",
+            vm,
+        ])
     }
     /// `vm list -g RG`.
     pub fn vm_list(rg: &str) -> Vec<String> {
@@ -730,6 +742,16 @@ impl CloudProvider for AzureCli {
         check_rg(rg)?;
         check_name("VM name", name)?;
         self.read(args::vm_show(rg, name), "VM", &format!("look up VM {name}"))
+    }
+
+    fn vm_extensions(&self, rg: &str, vm: &str) -> Result<Vec<VmExtension>, CloudError> {
+        check_rg(rg)?;
+        check_name("VM name", vm)?;
+        self.read_list(
+            args::vm_extension_list(rg, vm),
+            "VM extension list",
+            &format!("list the extensions of VM {vm}"),
+        )
     }
 
     fn vm_list(&self, rg: &str) -> Result<Vec<VirtualMachine>, CloudError> {

@@ -374,6 +374,39 @@ pub struct HardwareProfile {
     pub vm_size: Option<String>,
 }
 
+/// One extension of a VM (`az vm extension list`): the fields the tools read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmExtension {
+    /// Extension name, e.g. `AzureNetworkWatcherExtension`.
+    pub name: String,
+    /// Publisher, e.g. `Microsoft.Azure.NetworkWatcher`.
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// The extension type, e.g. `NetworkWatcherAgentLinux`.
+    #[serde(default)]
+    pub type_properties_type: Option<String>,
+    /// `Succeeded`, `Failed`, …
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+    /// Handler version.
+    #[serde(default)]
+    pub type_handler_version: Option<String>,
+}
+
+impl VmExtension {
+    /// Whether this is the Network Watcher agent (Linux or Windows) that packet captures need.
+    pub fn is_network_watcher_agent(&self) -> bool {
+        self.publisher
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("Microsoft.Azure.NetworkWatcher"))
+            && self
+                .type_properties_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("NetworkWatcherAgent"))
+    }
+}
+
 /// A virtual machine (`az vm show [-d]`, `az vm list`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1000,6 +1033,20 @@ mod tests {
         assert_eq!(routes[1].next_hop_type, "VirtualAppliance");
         assert_eq!(routes[1].next_hop_ip_address, vec!["10.0.1.100"]);
         assert_eq!(routes[2].state, "Invalid");
+    }
+
+    #[test]
+    fn vm_extension_list_finds_the_network_watcher_agent() {
+        let text = r#"[
+          {"name": "AzureNetworkWatcherExtension", "publisher": "Microsoft.Azure.NetworkWatcher",
+           "typePropertiesType": "NetworkWatcherAgentLinux", "provisioningState": "Succeeded",
+           "typeHandlerVersion": "1.4", "autoUpgradeMinorVersion": true},
+          {"name": "OmsAgentForLinux", "publisher": "Microsoft.EnterpriseCloud.Monitoring",
+           "typePropertiesType": "OmsAgentForLinux", "provisioningState": "Succeeded"}
+        ]"#;
+        let ext: Vec<VmExtension> = parse_list(text, "VM extension list", &["value"]).unwrap();
+        assert!(ext[0].is_network_watcher_agent());
+        assert!(!ext[1].is_network_watcher_agent());
     }
 
     #[test]

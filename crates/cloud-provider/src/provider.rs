@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::CloudError;
 use crate::models::{
     BlobItem, EffectiveNsg, EffectiveRoute, NetworkInterface, NetworkSecurityGroup, PacketCapture,
-    PacketCaptureStatus, Route, RouteTable, SecurityRule, Subnet, VirtualMachine,
+    PacketCaptureStatus, Route, RouteTable, SecurityRule, Subnet, VirtualMachine, VmExtension,
 };
 use safety_shell::exec::RunCommandOutput;
 
@@ -138,6 +138,20 @@ pub trait CloudProvider: Send + Sync {
         resource_group: &str,
         ip: Ipv4Addr,
     ) -> Result<VirtualMachine, CloudError>;
+    /// The extensions of a VM (`az vm extension list`). Providers that cannot list them keep
+    /// this default, which says so as an [`CloudError::InvalidArgument`].
+    fn vm_extensions(
+        &self,
+        resource_group: &str,
+        vm: &str,
+    ) -> Result<Vec<VmExtension>, CloudError> {
+        let _ = (resource_group, vm);
+        Err(CloudError::InvalidArgument {
+            what: "query".into(),
+            value: "vm extension list".into(),
+            message: "this provider cannot list VM extensions".into(),
+        })
+    }
     /// The NICs of a VM, with their details.
     fn vm_nics(&self, resource_group: &str, vm: &str) -> Result<Vec<NetworkInterface>, CloudError>;
     /// One NIC.

@@ -66,6 +66,10 @@ fn all_args() -> Vec<(&'static str, Vec<String>)> {
         ("nic show", args::nic_show("rg-lab", "dst-nic")),
         ("nic list", args::nic_list("rg-lab")),
         ("nic list (subscription)", args::nic_list_all()),
+        (
+            "vm extension list",
+            args::vm_extension_list("rg-lab", "dest-vm"),
+        ),
         ("effective nsg", args::effective_nsgs("rg-lab", "dst-nic")),
         (
             "effective routes",

@@ -119,6 +119,8 @@ pub struct FakeAz {
     pub throttle_status: AtomicU32,
     pub corrupt_downloads: AtomicU32,
     pub deleted_blobs: Mutex<BTreeSet<String>>,
+    /// VMs without the Network Watcher agent extension.
+    pub no_agent: Mutex<BTreeSet<String>>,
 }
 
 fn nf(what: &str) -> CloudError {
@@ -229,6 +231,21 @@ impl CloudProvider for FakeAz {
         let vms = self.vms.lock().unwrap();
         let j = vms.get(name).ok_or_else(|| nf(name))?;
         Ok(serde_json::from_str(j).unwrap())
+    }
+    fn vm_extensions(&self, rg: &str, vm: &str) -> Result<Vec<VmExtension>, CloudError> {
+        self.log(format!("vm extension list {rg} {vm}"));
+        if !self.vms.lock().unwrap().contains_key(vm) {
+            return Err(nf(vm));
+        }
+        if self.no_agent.lock().unwrap().contains(vm) {
+            return Ok(Vec::new());
+        }
+        Ok(serde_json::from_str(
+            r#"[{"name": "AzureNetworkWatcherExtension", "publisher": "Microsoft.Azure.NetworkWatcher",
+                "typePropertiesType": "NetworkWatcherAgentLinux", "provisioningState": "Succeeded",
+                "typeHandlerVersion": "1.4"}]"#,
+        )
+        .unwrap())
     }
     fn vm_list(&self, _: &str) -> Result<Vec<VirtualMachine>, CloudError> {
         Err(unsupported("vm list"))

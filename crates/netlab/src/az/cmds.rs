@@ -42,6 +42,7 @@ pub static COMMANDS: &[Command] = &[
     Command { path: "vm list", spec: "--resource-group/-g --show-details/-d?", help: "VMs.", handler: vm_list },
     Command { path: "vm list-ip-addresses", spec: "--resource-group/-g --name/-n", help: "Private and public IPs of VMs.", handler: vm_list_ip },
     Command { path: "vm nic list", spec: "--resource-group/-g! --vm-name!", help: "NICs of a VM.", handler: vm_nic_list },
+    Command { path: "vm extension list", spec: "--resource-group/-g! --vm-name!", help: "Extensions of a VM (every lab VM has the Network Watcher agent).", handler: vm_extension_list },
     Command { path: "vm get-instance-view", spec: "--resource-group/-g! --name/-n!", help: "A VM with its power state.", handler: vm_instance_view },
     Command { path: "vm run-command invoke", spec: "--resource-group/-g! --name/-n! --command-id! --scripts* --parameters*", help: "Run a shell script in the VM (its namespace).", handler: vm_run_command },
     Command { path: "network nic show", spec: "--resource-group/-g! --name/-n!", help: "A NIC.", handler: nic_show },
@@ -491,6 +492,27 @@ fn vm_nic_list(c: &mut Ctx, p: &Parsed) -> Out {
         "id": shapes::nic_id(t, &vm.name),
         "primary": true,
         "resourceGroup": t.resource_group,
+    }])))
+}
+
+/// Every lab VM can capture packets (tcpdump in its namespace), so each reports the Network
+/// Watcher agent extension as Azure lists it for a Linux VM.
+fn vm_extension_list(c: &mut Ctx, p: &Parsed) -> Out {
+    c.check_rg(p)?;
+    let vm = c.vm(p, p.req("--vm-name"))?;
+    let t = c.t();
+    let vm_id = shapes::vm_id(t, &vm.name);
+    Ok(Some(json!([{
+        "autoUpgradeMinorVersion": true,
+        "id": format!("{vm_id}/extensions/AzureNetworkWatcherExtension"),
+        "location": t.location,
+        "name": "AzureNetworkWatcherExtension",
+        "provisioningState": "Succeeded",
+        "publisher": "Microsoft.Azure.NetworkWatcher",
+        "resourceGroup": t.resource_group,
+        "type": "Microsoft.Compute/virtualMachines/extensions",
+        "typeHandlerVersion": "1.4",
+        "typePropertiesType": "NetworkWatcherAgentLinux",
     }])))
 }
 
