@@ -72,6 +72,9 @@ measure() { # label, command...
 measure "snapshot 700k-line kube-proxy iptables-save" \
   "$BIN" snapshot --from-file "$WORK/kube.txt" --audit-dir "$WORK/audit" --session-id fw_bench_kube
 ours=$(cat "$WORK/last")
+# Phase timings (parse, build, artifact write) from the -v log.
+"$BIN" -v snapshot --from-file "$WORK/kube.txt" --audit-dir "$WORK/audit" --session-id fw_bench_kube2 2>&1 >/dev/null \
+  | grep -E "parsed in|built in|written in" | sed 's/^.*INFO [a-z_]*: /  phase: /' || true
 if command -v iptables-restore > /dev/null && [[ $(id -u) == 0 ]]; then
   ip netns add "$NS"
   measure "reference: iptables-restore --test (same file)" ip netns exec "$NS" iptables-restore --test "$WORK/kube.txt"
@@ -82,4 +85,5 @@ fi
 "$BIN" snapshot --from-file "$WORK/a.txt" --audit-dir "$WORK/audit" --session-id fw_bench_a > /dev/null
 "$BIN" snapshot --from-file "$WORK/b.txt" --audit-dir "$WORK/audit" --session-id fw_bench_b > /dev/null
 measure "diff two 100k-rule snapshots" "$BIN" diff fw_bench_a fw_bench_b --audit-dir "$WORK/audit" --json
+measure "diff of the same, given artifact paths" "$BIN" diff "$WORK/audit/fw_bench_a_snapshot.json" "$WORK/audit/fw_bench_b_snapshot.json" --json
 "$BIN" diff fw_bench_a fw_bench_b --audit-dir "$WORK/audit" | tail -1

@@ -250,3 +250,156 @@ pub fn build(
         ruleset,
     }
 }
+
+/// What `diff`, `compare` and `check` read from a stored snapshot: its header's tool, kind and
+/// session id, and the ruleset. Deserialising only these skips the derived parts
+/// (blocking rules, summary), which is most of the load time of a large snapshot.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredRuleset {
+    /// Header `tool`.
+    pub tool: String,
+    /// Header `kind`.
+    pub kind: String,
+    /// Header `session_id`.
+    pub session_id: String,
+    /// The ruleset.
+    pub ruleset: Ruleset,
+}
+
+/// Reads the ruleset of a snapshot artifact's (already verified) bytes. The error names
+/// what is wrong: not JSON of this shape, another tool, or another kind.
+pub fn ruleset_from_artifact(bytes: &[u8]) -> Result<StoredRuleset, String> {
+    let s: StoredRuleset = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if s.tool != TOOL {
+        return Err(format!("it was written by {:?}, not {TOOL}", s.tool));
+    }
+    if s.kind != KIND_SNAPSHOT && s.kind != KIND_BASELINE {
+        return Err(format!(
+            "it is a {:?} artifact, not a snapshot or baseline",
+            s.kind
+        ));
+    }
+    Ok(s)
+}
+
+/// Writes `artifact` into the local store directory `dir` as pretty JSON (the same bytes as
+/// cloud-provider's `ArtifactStore::put_json`: `serde_json` pretty output plus a newline)
+/// with its `.sha256` sidecar, streaming it through a buffered, hashing writer into a temp
+/// file that is renamed into place: the document is never held in memory as a whole.
+/// Returns the file name and its SHA-256.
+pub fn write_artifact_streaming<T: Serialize>(
+    dir: &std::path::Path,
+    artifact: &cloud_provider::artifact::Artifact<T>,
+) -> Result<(String, String), cloud_provider::artifact::ArtifactError> {
+    use cloud_provider::artifact::{write_atomic, ArtifactError};
+    use sha2::Digest;
+    use std::io::Write;
+
+    struct Hashing<W> {
+        inner: W,
+        hash: sha2::Sha256,
+    }
+    impl<W: Write> Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    let name = artifact.header.file_name()?;
+    let path = dir.join(&name);
+    let io = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |source: std::io::Error| ArtifactError::Io {
+            path: p.clone(),
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| -> Result<String, ArtifactError> {
+        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        // The buffer sits outside the hasher, so the hasher sees 1 MiB blocks rather than
+        // every small write of the serializer.
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 20,
+            Hashing {
+                inner: file,
+                hash: sha2::Sha256::new(),
+            },
+        );
+        serde_json::to_writer_pretty(&mut w, artifact).map_err(|e| ArtifactError::Malformed {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
+        w.write_all(b"\n").map_err(io(&tmp))?;
+        w.flush().map_err(io(&tmp))?;
+        let h = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+        let sha = hex::encode(h.hash.finalize());
+        h.inner.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(sha)
+    })();
+    let sha = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let sidecar = dir.join(format!("{name}.sha256"));
+    write_atomic(&sidecar, format!("{sha}  {name}\n").as_bytes()).map_err(io(&sidecar))?;
+    Ok((name, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloud_provider::artifact::{Artifact, ArtifactHeader, ArtifactStore, LocalStore};
+    use cloud_provider::session::SessionId;
+
+    #[test]
+    fn streamed_artifact_matches_put_json_and_verifies() {
+        let rs = crate::parse(
+            "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+            crate::InputFormat::IptablesSave,
+        )
+        .unwrap();
+        let art = Artifact {
+            header: ArtifactHeader::new(
+                TOOL,
+                "0.1.0",
+                SessionId::parse("fw_stream").unwrap(),
+                KIND_SNAPSHOT,
+                chrono::Utc::now(),
+            ),
+            body: build("h", vec![], rs, false),
+        };
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let (name, sha) = write_artifact_streaming(a.path(), &art).unwrap();
+        let stored = LocalStore::new(b.path()).put_json(&art).unwrap();
+        assert_eq!(name, stored.name);
+        assert_eq!(sha, stored.sha256);
+        assert_eq!(
+            std::fs::read(a.path().join(&name)).unwrap(),
+            std::fs::read(b.path().join(&name)).unwrap()
+        );
+        assert_eq!(
+            std::fs::read(a.path().join(format!("{name}.sha256"))).unwrap(),
+            std::fs::read(b.path().join(format!("{name}.sha256"))).unwrap()
+        );
+        let back: Artifact<Snapshot> = LocalStore::new(a.path()).get_json(&name).unwrap();
+        assert_eq!(back.body, art.body);
+        // No temp file left behind.
+        assert_eq!(std::fs::read_dir(a.path()).unwrap().count(), 2);
+    }
+}

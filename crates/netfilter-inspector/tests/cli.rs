@@ -414,3 +414,57 @@ fn live_snapshot_and_check_in_a_namespace() {
         .code(2)
         .stderr(predicate::str::contains("--netns"));
 }
+
+#[test]
+fn remote_provider_arguments_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (
+            &["snapshot", "--provider", "azure"][..],
+            "--provider azure needs --vm-name",
+        ),
+        (&["snapshot", "--provider", "ssh"][..], "--host ADDRESS"),
+        (
+            &["snapshot", "--provider", "local", "--vm-name", "dest-vm"][..],
+            "--vm-name goes with --provider ssh or azure",
+        ),
+        (
+            &[
+                "snapshot",
+                "--provider",
+                "ssh",
+                "--netns",
+                "x",
+                "--vm-name",
+                "v",
+            ][..],
+            "--netns goes with --provider netns",
+        ),
+    ] {
+        cmd()
+            .args(args)
+            .arg("--audit-dir")
+            .arg(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
+    // A VM the configuration does not name is refused before anything runs.
+    let cfg = dir.path().join("config.env");
+    std::fs::write(
+        &cfg,
+        "DEST_VM_NAME=dest-vm\nDEST_VM_PRIVATE_IP=198.18.1.5\nSSH_USER=root\n",
+    )
+    .unwrap();
+    cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["snapshot", "--provider", "ssh", "--vm-name", "other-vm"])
+        .arg("--audit-dir")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "neither SOURCE_VM_NAME nor DEST_VM_NAME",
+        ));
+}
