@@ -59,6 +59,11 @@ pub(crate) fn classify(w: &mut Walker, program: &str, args: &[String]) -> V {
         "cat" | "head" | "tail" => cat_head_tail(w, program, args),
         "grep" | "egrep" | "fgrep" => grep(w, program, args),
         "wc" | "sort" | "uniq" | "cut" | "tr" => filters(w, program, args),
+        "base64" => base64(w, args),
+        "gzip" | "gunzip" | "zcat" => gzip(w, program, args),
+        "sha256sum" | "sha1sum" | "sha512sum" | "md5sum" => checksum(w, program, args),
+        "update-alternatives" => update_alternatives(args),
+        "ls" => ls(args),
         "sed" => sed(w, args),
         "awk" | "gawk" | "mawk" | "nawk" => Err(risky(
             Tier::Unknown,
@@ -994,6 +999,12 @@ fn tc(args: &[String]) -> Result<V, V> {
 }
 
 fn iptables(program: &str, args: &[String]) -> Result<V, V> {
+    if matches!(args, [a] if a == "-V" || a == "--version") {
+        return Ok(safe(
+            Tier::ReadOnly,
+            format!("`{program} -V` prints its version and back end"),
+        ));
+    }
     let spec = Spec {
         short_flags: "nvxLSw46",
         short_args: "tW",
@@ -1995,6 +2006,146 @@ fn filters(w: &mut Walker, program: &str, args: &[String]) -> Result<V, V> {
         }
     }
     Ok(fold_all(read_only(program), parts))
+}
+
+/// `base64 [-d] [-i] [-w N] [FILE]`: encodes or decodes to stdout; a file operand follows the
+/// read-path rule.
+fn base64(w: &mut Walker, args: &[String]) -> Result<V, V> {
+    let spec = Spec {
+        short_flags: "di",
+        short_args: "w",
+        long_flags: &["--decode", "--ignore-garbage"],
+        long_args: &["--wrap"],
+        ..Spec::default()
+    };
+    let toks = scanned("base64", args, &spec)?;
+    let pos = positionals(&toks);
+    if pos.len() > 1 {
+        return Err(bad_option("base64", pos[1]));
+    }
+    let reads: Vec<V> = pos
+        .into_iter()
+        .filter(|f| *f != "-")
+        .map(|f| w.read_target(f, true))
+        .collect();
+    Ok(fold_all(read_only("base64"), reads))
+}
+
+/// `gzip`/`gunzip`/`zcat`: SAFE only when the result goes to stdout (`-c`, `zcat`, `-t`,
+/// `-l`, or no file operands, i.e. a filter); without `-c` a file operand is replaced.
+fn gzip(w: &mut Walker, program: &str, args: &[String]) -> Result<V, V> {
+    let spec = Spec {
+        short_flags: "cdfklnNqtv123456789",
+        long_flags: &[
+            "--stdout",
+            "--to-stdout",
+            "--decompress",
+            "--uncompress",
+            "--force",
+            "--keep",
+            "--list",
+            "--no-name",
+            "--name",
+            "--quiet",
+            "--test",
+            "--verbose",
+            "--fast",
+            "--best",
+        ],
+        ..Spec::default()
+    };
+    let toks = scanned(program, args, &spec)?;
+    let files: Vec<&str> = positionals(&toks)
+        .into_iter()
+        .filter(|f| *f != "-")
+        .collect();
+    let to_stdout = program == "zcat"
+        || has(
+            &toks,
+            &[
+                "-c",
+                "--stdout",
+                "--to-stdout",
+                "-t",
+                "--test",
+                "-l",
+                "--list",
+            ],
+        );
+    if !files.is_empty() && !to_stdout {
+        return Err(risky(
+            Tier::HostChange,
+            format!("`{program}` without -c replaces the files it is given"),
+        ));
+    }
+    let reads: Vec<V> = files.into_iter().map(|f| w.read_target(f, true)).collect();
+    Ok(fold_all(read_only(program), reads))
+}
+
+/// `sha256sum` and friends print digests; file operands follow the read-path rule. `-c`
+/// (verify a list of files named inside another file) is not analysed.
+fn checksum(w: &mut Walker, program: &str, args: &[String]) -> Result<V, V> {
+    let spec = Spec {
+        short_flags: "btz",
+        long_flags: &["--binary", "--text", "--tag", "--zero"],
+        ..Spec::default()
+    };
+    let toks = scanned(program, args, &spec)?;
+    let reads: Vec<V> = positionals(&toks)
+        .into_iter()
+        .filter(|f| *f != "-")
+        .map(|f| w.read_target(f, true))
+        .collect();
+    Ok(fold_all(read_only(program), reads))
+}
+
+/// `update-alternatives` read forms: `--query NAME`, `--display NAME`, `--list NAME`,
+/// `--get-selections`. Every other form changes the system's alternatives.
+fn update_alternatives(args: &[String]) -> Result<V, V> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c))
+    };
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["--query" | "--display" | "--list", name] if name_ok(name) => Ok(safe(
+            Tier::ReadOnly,
+            "`update-alternatives` shows which alternative is selected",
+        )),
+        ["--get-selections"] => Ok(safe(
+            Tier::ReadOnly,
+            "`update-alternatives --get-selections` lists the selections",
+        )),
+        _ => Err(risky(
+            Tier::HostChange,
+            "`update-alternatives` changes the system's alternatives (only --query, --display, --list and --get-selections are read-only)",
+        )),
+    }
+}
+
+/// `ls` lists names and metadata; it reads no file contents, so any path may be listed.
+fn ls(args: &[String]) -> Result<V, V> {
+    let spec = Spec {
+        short_flags: "1aAdFhilLnpRrStU",
+        long_flags: &[
+            "--all",
+            "--almost-all",
+            "--directory",
+            "--human-readable",
+            "--inode",
+            "--numeric-uid-gid",
+            "--recursive",
+            "--reverse",
+            "--dereference",
+        ],
+        ..Spec::default()
+    };
+    scanned("ls", args, &spec)?;
+    Ok(safe(
+        Tier::ReadOnly,
+        "`ls` lists names and metadata, it reads no file contents",
+    ))
 }
 
 fn output_file(w: &Walker, program: &str, file: &str) -> V {
