@@ -158,6 +158,21 @@ struct RunArgs {
     /// Expected throughput in Gbit/s for the expectation block (EXPECTED_THROUGHPUT_GBPS).
     #[arg(long = "expected-throughput-gbps")]
     expected_throughput: Option<String>,
+    /// Open ports the NSG check finds denied: one allow rule per denying gate, scoped to
+    /// source → dest and the port, each creation approved through the gate (RISKY).
+    #[arg(long = "open-blocked-ports")]
+    open_blocked_ports: bool,
+    /// Keep the rules opened by --open-blocked-ports after the run (default: removed).
+    #[arg(long = "keep-opened-rules", requires = "open_blocked_ports")]
+    keep_opened_rules: bool,
+    /// Install missing qperf/iperf2 on the VMs with apt-get, dnf or yum (sudo -n), with
+    /// approval.
+    #[arg(long = "install-missing")]
+    install_missing: bool,
+    /// Upload the run's artifacts to STORAGE_ACCOUNT_NAME/STORAGE_CONTAINER_NAME (also
+    /// config key UPLOAD=true); STORAGE_AUTH_MODE login (default) or key.
+    #[arg(long)]
+    upload: bool,
     /// Print only the result artifact (JSON) on stdout.
     #[arg(long)]
     json: bool,
@@ -359,9 +374,20 @@ fn run(a: RunArgs) -> Result<i32, Fail> {
             }
         }
     };
+    let upload = a.upload
+        || settings.get("UPLOAD").is_some_and(|v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+        });
+    let blob_auth = cloud_provider::provider::BlobAuth::from_settings(&settings)
+        .map_err(|e| Fail(2, e.to_string()))?;
     let opts = RunOptions {
         cancel,
         progress: Some(&progress),
+        open_blocked_ports: a.open_blocked_ports,
+        keep_opened_rules: a.keep_opened_rules,
+        install_missing: a.install_missing,
+        upload,
+        blob_auth,
         ..RunOptions::default()
     };
     let out =

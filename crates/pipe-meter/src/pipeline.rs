@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cloud_provider::artifact::{Artifact, ArtifactHeader, ArtifactStore, LocalStore};
-use cloud_provider::provider::CloudProvider;
+use cloud_provider::provider::{BlobLocation, CloudProvider};
 use cloud_provider::remote::ssh_target;
 use cloud_provider::session::SessionId;
 use safety_shell::{Gate, Target};
@@ -63,6 +63,19 @@ pub struct RunOptions<'a> {
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     /// "Now" for the session id and timestamps.
     pub now: DateTime<Utc>,
+    /// Open ports the NSG check finds denied, with an allow rule per gate that denies
+    /// (each creation goes through the gate's approval; needs the cloud provider).
+    pub open_blocked_ports: bool,
+    /// Keep the rules opened by `open_blocked_ports` after the run (default: removed).
+    pub keep_opened_rules: bool,
+    /// Install missing qperf/iperf2 with the VM's package manager (apt-get, dnf or yum;
+    /// each install goes through the gate's approval).
+    pub install_missing: bool,
+    /// Upload the run's artifacts to the blob container (STORAGE_ACCOUNT_NAME /
+    /// STORAGE_CONTAINER_NAME) through the cloud provider; failures are reported, not fatal.
+    pub upload: bool,
+    /// How `az storage blob` authenticates for the upload.
+    pub blob_auth: cloud_provider::provider::BlobAuth,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -80,6 +93,11 @@ impl Default for RunOptions<'_> {
             cancel: Arc::new(AtomicBool::new(false)),
             progress: None,
             now: Utc::now(),
+            open_blocked_ports: false,
+            keep_opened_rules: false,
+            install_missing: false,
+            upload: false,
+            blob_auth: cloud_provider::provider::BlobAuth::Login,
         }
     }
 }
@@ -139,6 +157,9 @@ pub struct HostFacts {
     pub listening: Vec<u16>,
     /// Problems met while collecting.
     pub notes: Vec<String>,
+    /// The package manager found (`apt-get`, `dnf` or `yum`), for `--install-missing`.
+    #[serde(default)]
+    pub package_manager: Option<String>,
 }
 
 /// One measured value of one run.
@@ -201,6 +222,12 @@ struct Ctx<'a> {
     session: SessionId,
     now: DateTime<Utc>,
     artifacts: Vec<String>,
+    /// NSG rules this run opened; removed in `finish` or, failing that, on drop.
+    opened: std::sync::Mutex<crate::nsg::OpenedRules<'a>>,
+    open_blocked_ports: bool,
+    install_missing: bool,
+    upload: bool,
+    blob_auth: cloud_provider::provider::BlobAuth,
 }
 
 impl Ctx<'_> {
@@ -250,6 +277,14 @@ pub fn run_pipe_meter(
         session,
         now: opts.now,
         artifacts: Vec::new(),
+        opened: std::sync::Mutex::new(crate::nsg::OpenedRules::new(
+            provider,
+            opts.keep_opened_rules,
+        )),
+        open_blocked_ports: opts.open_blocked_ports,
+        install_missing: opts.install_missing,
+        upload: opts.upload,
+        blob_auth: opts.blob_auth,
     };
     let started = Instant::now();
 
@@ -426,25 +461,121 @@ fn finish_early(
     finish(ctx, status, code, r)
 }
 
+/// The https URL of a blob.
+pub fn blob_url(at: &BlobLocation, name: &str) -> String {
+    format!(
+        "https://{}.blob.core.windows.net/{}/{name}",
+        at.account, at.container
+    )
+}
+
+/// Uploads one local artifact and its `.sha256` sidecar (the blob artifact store's layout,
+/// so `cloud_provider::blob::BlobStore` reads it back verified); returns its URL.
+fn upload_artifact(
+    ctx: &Ctx<'_>,
+    provider: &dyn CloudProvider,
+    at: &BlobLocation,
+    name: &str,
+) -> Result<String, String> {
+    for file in [name.to_string(), format!("{name}.sha256")] {
+        let path = ctx.store.dir().join(&file);
+        provider
+            .blob_upload(
+                at,
+                &file,
+                &path,
+                &format!(
+                    "pipe-meter: upload {file} to {}/{} (--upload)",
+                    at.account, at.container
+                ),
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot upload {file} to {}/{}: {e}",
+                    at.account, at.container
+                )
+            })?;
+    }
+    Ok(blob_url(at, name))
+}
+
 fn finish(
     ctx: &mut Ctx<'_>,
     status: Status,
     exit_code: i32,
     mut result: Value,
 ) -> Result<PipelineResult, PipelineError> {
+    let removal = match ctx.opened.lock() {
+        Ok(mut g) => g.remove_all(),
+        Err(p) => p.into_inner().remove_all(),
+    };
+    if !removal.is_empty() {
+        if !result["preflight"].is_object() {
+            result["preflight"] = json!({});
+        }
+        result["preflight"]["opened_rules_cleanup"] = json!(removal);
+    }
     result["status"] = json!(status);
     result["exit_code"] = json!(exit_code);
     let result_name = format!("{}_result.json", ctx.session.as_str());
     let mut names = ctx.artifacts.clone();
     names.push(result_name.clone());
     result["artifacts"] = json!(names);
-    result["blob"] = match (&ctx.cfg.env.storage_account, &ctx.cfg.env.storage_container) {
-        (Some(_), Some(_)) => {
-            json!({"uploaded": false, "reason": "blob upload is not implemented in pipe-meter yet; the artifacts are in the audit directory"})
-        }
-        _ => json!({"uploaded": false, "reason": "no storage account configured"}),
+    let location = match (&ctx.cfg.env.storage_account, &ctx.cfg.env.storage_container) {
+        (Some(account), Some(container)) => Some(BlobLocation {
+            account: account.clone(),
+            container: container.clone(),
+            auth: ctx.blob_auth,
+        }),
+        _ => None,
     };
+    let upload_to = match (&location, ctx.upload, ctx.provider) {
+        (None, ..) => {
+            result["blob"] = json!({"uploaded": false, "reason": "no storage account configured (STORAGE_ACCOUNT_NAME and STORAGE_CONTAINER_NAME)"});
+            None
+        }
+        (Some(_), false, _) => {
+            result["blob"] = json!({"uploaded": false, "reason": "upload not requested (--upload); the artifacts are in the audit directory"});
+            None
+        }
+        (Some(_), true, None) => {
+            result["blob"] = json!({"uploaded": false, "reason": "no cloud provider was given to pipe-meter, so nothing was uploaded"});
+            None
+        }
+        (Some(at), true, Some(p)) => Some((at.clone(), p)),
+    };
+    let mut upload_errors: Vec<String> = Vec::new();
+    if let Some((at, p)) = &upload_to {
+        let mut urls = Vec::new();
+        for name in ctx.artifacts.clone() {
+            match upload_artifact(ctx, *p, at, &name) {
+                Ok(url) => urls.push(url),
+                Err(e) => upload_errors.push(e),
+            }
+        }
+        urls.push(blob_url(at, &result_name));
+        result["blob"] = json!({
+            "uploaded": upload_errors.is_empty(),
+            "url": blob_url(at, &result_name),
+            "container_url": format!("https://{}.blob.core.windows.net/{}", at.account, at.container),
+            "artifacts": urls,
+            "errors": upload_errors,
+        });
+    }
     ctx.put("result", &result)?;
+    if let Some((at, p)) = &upload_to {
+        if let Err(e) = upload_artifact(ctx, *p, at, &result_name) {
+            // Say so in the local result (rewritten; the artifact list stays the same).
+            upload_errors.push(e);
+            result["blob"]["uploaded"] = json!(false);
+            result["blob"]["errors"] = json!(upload_errors);
+            ctx.put("result", &result)?;
+            ctx.artifacts.pop();
+        }
+        for e in &upload_errors {
+            tracing::error!("{e}");
+        }
+    }
     let result_path = ctx.store.dir().join(&result_name);
     let summary = crate::report::console_summary(&result, &result_path);
     Ok(PipelineResult {
@@ -477,7 +608,7 @@ impl Preflight {
 }
 
 /// The read-only preflight script (SAFE: every part is an allow-listed diagnostic).
-pub const FACTS_SCRIPT: &str = "uname -r; echo @@; command -v qperf; echo @@; command -v iperf; echo @@; command -v iperf3; echo @@; ip -o -4 addr show; echo @@; ip -o link show; echo @@; tc qdisc show; echo @@; ss -H -t -l -n";
+pub const FACTS_SCRIPT: &str = "uname -r; echo @@; command -v qperf; echo @@; command -v iperf; echo @@; command -v iperf3; echo @@; ip -o -4 addr show; echo @@; ip -o link show; echo @@; tc qdisc show; echo @@; ss -H -t -l -n; echo @@; command -v apt-get dnf yum";
 
 /// Reads the output of [`FACTS_SCRIPT`] for the VM whose private address is `ip`.
 pub fn parse_facts(stdout: &str, ip: std::net::Ipv4Addr) -> HostFacts {
@@ -511,6 +642,11 @@ pub fn parse_facts(stdout: &str, ip: std::net::Ipv4Addr) -> HostFacts {
         f.notes.push(format!("no interface holds {ip}"));
     }
     f.listening = parse_listening(part(7));
+    f.package_manager = part(8)
+        .lines()
+        .filter_map(|l| l.trim().rsplit('/').next())
+        .find(|n| ["apt-get", "dnf", "yum"].contains(n))
+        .map(str::to_string);
     f.qdiscs = part(6)
         .lines()
         .filter(|l| l.starts_with("qdisc"))
@@ -613,6 +749,127 @@ pub fn parse_listening(stdout: &str) -> Vec<u16> {
     out
 }
 
+/// The packages a VM lacks for this test type (`qperf`, `iperf` = iperf2).
+fn missing_packages(cfg: &PipeConfig, f: &HostFacts) -> Vec<&'static str> {
+    let mut p = Vec::new();
+    if cfg.test_type.throughput() && !f.iperf2 {
+        p.push("iperf");
+    }
+    if cfg.test_type.latency() && !f.qperf {
+        p.push("qperf");
+    }
+    p
+}
+
+/// The install command for a package manager (`sudo -n`: the VM user needs passwordless
+/// sudo, Azure's default for the admin user; apt-get refreshes its lists first).
+pub fn install_command(package_manager: &str, packages: &[&str]) -> Option<String> {
+    let pk = packages.join(" ");
+    match package_manager {
+        "apt-get" => Some(format!(
+            "sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y {pk}"
+        )),
+        "dnf" | "yum" => Some(format!("sudo -n {package_manager} install -y {pk}")),
+        _ => None,
+    }
+}
+
+/// Installs the missing tools on each VM that lacks them (RISKY: the approver decides),
+/// then reads that VM's facts again. `Err` is the stop (status, exit code, reason).
+fn install_missing(
+    ctx: &Ctx<'_>,
+    source: &Target,
+    dest: &Target,
+    pf: &mut Preflight,
+    actions: &mut Vec<String>,
+) -> Result<(), (Status, i32, String)> {
+    let cfg = ctx.cfg;
+    for (role, t, ip) in [
+        ("source", source, cfg.source_ip),
+        ("dest", dest, cfg.dest_ip),
+    ] {
+        let facts = if role == "source" {
+            &pf.source
+        } else {
+            &pf.dest
+        };
+        let pkgs = missing_packages(cfg, facts);
+        if pkgs.is_empty() {
+            continue;
+        }
+        let Some(pm) = facts.package_manager.clone() else {
+            return Err((
+                Status::Failed,
+                3,
+                format!(
+                    "the {role} VM lacks {} and has no apt-get, dnf or yum; install the tools by hand and run again",
+                    pkgs.join(" and ")
+                ),
+            ));
+        };
+        let Some(cmd) = install_command(&pm, &pkgs) else {
+            return Err((
+                Status::Failed,
+                3,
+                format!("unknown package manager {pm} on the {role} VM"),
+            ));
+        };
+        let why = format!(
+            "pipe-meter preflight: install {} on the {role} VM with {pm} (--install-missing)",
+            pkgs.join(" ")
+        );
+        match run_shell(ctx.gate, t, &cmd, &why) {
+            Err(RunError::Denied(e)) => {
+                return Err((
+                    Status::AbortedPreflight,
+                    5,
+                    format!(
+                        "installing {} on the {role} VM was not approved: {e}",
+                        pkgs.join(" ")
+                    ),
+                ))
+            }
+            Err(RunError::Failed(e)) => {
+                return Err((
+                    Status::Failed,
+                    3,
+                    format!("cannot install {} on the {role} VM: {e}", pkgs.join(" ")),
+                ))
+            }
+            Ok(r) if !r.success() => {
+                return Err((
+                    Status::Failed,
+                    3,
+                    format!(
+                        "installing {} on the {role} VM with {pm} failed (exit {:?}): {}; install them by hand and run again",
+                        pkgs.join(" "),
+                        r.exit_code,
+                        r.stderr.trim().lines().last().unwrap_or("no error output")
+                    ),
+                ))
+            }
+            Ok(_) => actions.push(format!(
+                "installed {} on the {role} VM with {pm}",
+                pkgs.join(" ")
+            )),
+        }
+        let again = host_facts(ctx.gate, t, ip).map_err(|e| match e {
+            RunError::Denied(e) => (
+                Status::AbortedPreflight,
+                5,
+                format!("a preflight command was denied: {e}"),
+            ),
+            RunError::Failed(e) => (Status::Failed, 3, e),
+        })?;
+        if role == "source" {
+            pf.source = again;
+        } else {
+            pf.dest = again;
+        }
+    }
+    Ok(())
+}
+
 fn preflight(ctx: &Ctx<'_>, source: &Target, dest: &Target) -> Preflight {
     let cfg = ctx.cfg;
     let (s, d) = std::thread::scope(|sc| {
@@ -664,20 +921,43 @@ fn preflight(ctx: &Ctx<'_>, source: &Target, dest: &Target) -> Preflight {
             }
         }
     };
+    let mut actions: Vec<String> = Vec::new();
     if pf.stop.is_none() {
-        needs(&pf.source, "the source VM", &mut findings);
-        needs(&pf.dest, "the dest VM", &mut findings);
-        pf.tools_ready = findings.is_empty();
-        if !pf.tools_ready {
+        let mut tool_findings = Vec::new();
+        needs(&pf.source, "the source VM", &mut tool_findings);
+        needs(&pf.dest, "the dest VM", &mut tool_findings);
+        if !tool_findings.is_empty() && ctx.install_missing {
+            findings.extend(tool_findings.iter().cloned());
+            match install_missing(ctx, source, dest, &mut pf, &mut actions) {
+                Ok(()) => {
+                    tool_findings.clear();
+                    needs(&pf.source, "the source VM", &mut tool_findings);
+                    needs(&pf.dest, "the dest VM", &mut tool_findings);
+                    if !tool_findings.is_empty() {
+                        pf.stop = Some((
+                            Status::Failed,
+                            3,
+                            format!(
+                                "{} after installing; install them by hand and run again",
+                                tool_findings.join("; ")
+                            ),
+                        ));
+                    }
+                }
+                Err(stop) => pf.stop = Some(stop),
+            }
+        } else if !tool_findings.is_empty() {
+            findings.extend(tool_findings.iter().cloned());
             pf.stop = Some((
                 Status::Failed,
                 3,
                 format!(
-                    "{}; install the missing tools (pipe-meter does not install them yet) and run again",
-                    findings.join("; ")
+                    "{}; install the missing tools (or run with --install-missing) and run again",
+                    tool_findings.join("; ")
                 ),
             ));
         }
+        pf.tools_ready = pf.stop.is_none();
     }
     let mut ports = Vec::new();
     if cfg.test_type.throughput() {
@@ -736,33 +1016,66 @@ fn preflight(ctx: &Ctx<'_>, source: &Target, dest: &Target) -> Preflight {
             "no cloud provider was given to pipe-meter, so effective NSGs were not read",
             &ports,
         ),
-        (Some(p), Some(rg), Some(sn), Some(dn)) => crate::nsg::check(
-            p,
-            rg,
-            &crate::nsg::VmRef {
+        (Some(p), Some(rg), Some(sn), Some(dn)) => {
+            let src = crate::nsg::VmRef {
                 role: "source",
                 name: sn,
                 ip: cfg.source_ip,
-            },
-            &crate::nsg::VmRef {
+            };
+            let dst = crate::nsg::VmRef {
                 role: "dest",
                 name: dn,
                 ip: cfg.dest_ip,
-            },
-            &ports,
-        ),
+            };
+            if ctx.open_blocked_ports && pf.stop.is_none() {
+                let mut guard = match ctx.opened.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                match crate::nsg::check_and_open(
+                    p,
+                    rg,
+                    &src,
+                    &dst,
+                    &ports,
+                    ctx.session.as_str(),
+                    &mut guard,
+                ) {
+                    Ok(b) => b,
+                    Err((e, b)) => {
+                        pf.stop = Some(match e {
+                            crate::nsg::OpenError::Denied { .. } => {
+                                (Status::AbortedPreflight, 5, e.to_string())
+                            }
+                            _ => (Status::Failed, 3, e.to_string()),
+                        });
+                        b
+                    }
+                }
+            } else {
+                let mut b = crate::nsg::check(p, rg, &src, &dst, &ports);
+                if b["blocked_ports"].as_array().is_some_and(|a| !a.is_empty()) {
+                    b["note"] = json!("blocked ports were not opened (run with --open-blocked-ports to open them with approval); a blocked port shows as CONNECTIVITY_DROP in the measurement");
+                }
+                b
+            }
+        }
         _ => crate::nsg::not_performed(
             "the NSG check needs RESOURCE_GROUP, SOURCE_VM_NAME and DEST_VM_NAME",
             &ports,
         ),
     };
+    if let Some(a) = nsg["actions_taken"].as_array() {
+        actions.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)));
+    }
     if let Some(f) = nsg["findings"].as_array() {
         findings.extend(f.iter().filter_map(|x| x.as_str().map(str::to_string)));
     }
     let summary = json!({
         "ports_open": nsg["ports_open"],
         "tools_ready": pf.tools_ready,
-        "actions_taken": Vec::<String>::new(),
+        "actions_taken": actions,
+        "opened_rules": nsg["opened"],
         "blocked_ports": nsg["blocked_ports"],
         "ports_in_use_on_dest": pf.busy_ports,
         "nsg_check": nsg,

@@ -88,7 +88,13 @@ pub fn console_summary(result: &Value, result_path: &Path) -> String {
     out.push_str(&format!("Stability:  {stability}\n"));
     out.push_str(&format!("Audit:      {}\n", result_path.display()));
     let blob = match result["blob"]["url"].as_str() {
-        Some(u) => u.to_string(),
+        Some(u) if result["blob"]["uploaded"] == true => u.to_string(),
+        Some(u) => format!(
+            "upload FAILED for {u} ({})",
+            result["blob"]["errors"][0]
+                .as_str()
+                .unwrap_or("see the audit log")
+        ),
         None => format!(
             "not uploaded ({})",
             result["blob"]["reason"]

@@ -1,7 +1,7 @@
 //! Lab tests: pipe-meter over real SSH, real iperf2/qperf and real faults in a netlab lab
 //! (network namespaces). They need root, the lab packages (`scripts/setup.sh`) and the
 //! `netlab` binary (`cargo build -p netlab`, or NETLAB_BIN). Otherwise they print one SKIP
-//! line. One lab serves every phase (clean, K, G, J, L) (sequential: measurements in parallel would disturb
+//! line. One lab serves every phase (clean, K, G, J, L, L opened) (sequential: measurements in parallel would disturb
 //! each other on a small CI machine); it is torn down on success, failure and panic.
 
 use std::path::{Path, PathBuf};
@@ -411,9 +411,71 @@ fn lab_clean_k_g_j_and_baseline_compare() {
         );
         assert_eq!(code, 1);
         assert_no_servers(&lab, &audit);
+
+        // 6. L again with --open-blocked-ports: an allow rule above the deny (199) on the
+        // dest NIC's NSG, scoped to source → dest TCP 5001, the port measured (lossy, so
+        // only "not all zero" is asserted), and the rule removed at the end.
+        let (_code, lo) = pipe_meter(
+            &cfg,
+            &audit,
+            &[
+                "--test-type",
+                "throughput",
+                "--duration",
+                "1",
+                "--iterations",
+                "2",
+                "--warmup",
+                "0",
+                "--open-blocked-ports",
+            ],
+        );
+        let pf = &lo["preflight"];
+        assert_eq!(
+            pf["blocked_ports"],
+            serde_json::json!([5001]),
+            "L open: {pf}"
+        );
+        assert_eq!(pf["ports_open"], true, "L open: {pf}");
+        let actions = pf["actions_taken"].to_string();
+        assert!(
+            actions.contains("priority 199") && actions.contains("dest-vm-nsg"),
+            "L open: {actions}"
+        );
+        assert_eq!(
+            pf["opened_rules_cleanup"][0]["removed"], true,
+            "L open: {pf}"
+        );
+        assert!(
+            lo["results"]["throughput_max"].as_f64().unwrap_or(0.0) > 0.0,
+            "L open: nothing got through the opened port: {}",
+            lo["results"]
+        );
+        let rg = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("RESOURCE_GROUP=").map(str::to_string))
+            .unwrap();
+        let rules = lab.ok(&[
+            "az",
+            "network",
+            "nsg",
+            "rule",
+            "list",
+            "-g",
+            rg.trim_matches('"'),
+            "--nsg-name",
+            "dest-vm-nsg",
+        ]);
+        assert!(rules.contains("deny-iperf"), "{rules}");
+        assert!(
+            !rules.contains("pmeter-"),
+            "the opened rule was not removed: {rules}"
+        );
+        assert_no_servers(&lab, &audit);
         lab.ok(&["clear", "--all"]);
 
-        // History sees the five results.
+        // History sees the six results.
         let o = Command::new(env!("CARGO_BIN_EXE_pipe-meter"))
             .args([
                 "history",
@@ -428,7 +490,7 @@ fn lab_clean_k_g_j_and_baseline_compare() {
             .output()
             .unwrap();
         let h: Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(h["rows"].as_array().unwrap().len(), 5, "{h}");
+        assert_eq!(h["rows"].as_array().unwrap().len(), 6, "{h}");
     }
     let netns_after = Command::new("ip")
         .args(["netns", "list"])
