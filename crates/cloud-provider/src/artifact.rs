@@ -357,9 +357,90 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl LocalStore {
+    /// Serialises `artifact` as pretty JSON straight into a temporary file in the store,
+    /// hashing on the way (the document is never held in memory as a whole, which matters
+    /// for snapshots of hundreds of megabytes), then fsyncs and renames it into place.
+    fn write_json_streaming<T: Serialize>(
+        &self,
+        name: &str,
+        artifact: &Artifact<T>,
+    ) -> Result<String, ArtifactError> {
+        let path = self.path_of(name)?;
+        std::fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
+        let tmp = self.dir.join(format!(
+            ".{name}.tmp.{}.{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let result = (|| -> Result<String, ArtifactError> {
+            let file = std::fs::File::create(&tmp).map_err(Self::io(&tmp))?;
+            // The buffer sits outside the hasher, so the hasher sees large blocks rather than
+            // every small write of the serializer.
+            let mut w = std::io::BufWriter::with_capacity(
+                1 << 20,
+                Hashing {
+                    inner: file,
+                    hash: Sha256::new(),
+                },
+            );
+            serde_json::to_writer_pretty(&mut w, artifact).map_err(|e| {
+                ArtifactError::Malformed {
+                    name: name.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            w.write_all(b"\n").map_err(Self::io(&tmp))?;
+            let h = w.into_inner().map_err(|e| Self::io(&tmp)(e.into_error()))?;
+            let sha = hex::encode(h.hash.finalize());
+            h.inner.sync_all().map_err(Self::io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            Ok(sha)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
 impl ArtifactStore for LocalStore {
     fn describe(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    /// Streams the document to disk (see [`LocalStore`]'s writer); the bytes and the sidecar
+    /// are exactly those of the default `put_json`.
+    fn put_json<T: Serialize>(
+        &self,
+        artifact: &Artifact<T>,
+    ) -> Result<StoredArtifact, ArtifactError> {
+        let name = artifact.header.file_name()?;
+        let sha256 = self.write_json_streaming(&name, artifact)?;
+        let sidecar = self.dir.join(format!("{name}.sha256"));
+        write_atomic(&sidecar, format!("{sha256}  {name}\n").as_bytes())
+            .map_err(Self::io(&sidecar))?;
+        Ok(StoredArtifact { name, sha256 })
     }
 
     fn put(&self, name: &str, bytes: &[u8]) -> Result<String, ArtifactError> {
@@ -481,6 +562,30 @@ mod tests {
         assert_eq!(sidecar, format!("{}  {}\n", stored.sha256, stored.name));
         let back: Artifact<Body> = store.get_json(&stored.name).unwrap();
         assert_eq!(back, art);
+    }
+
+    #[test]
+    fn streamed_put_json_equals_the_buffered_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let art = Artifact {
+            header: header("fw_20261122T070000Z", "snapshot"),
+            body: serde_json::json!({"rules": ["-A INPUT -j DROP"], "n": 3}),
+        };
+        let stored = store.put_json(&art).unwrap();
+        let mut expected = serde_json::to_vec_pretty(&art).unwrap();
+        expected.push(b'\n');
+        assert_eq!(
+            std::fs::read(dir.path().join(&stored.name)).unwrap(),
+            expected
+        );
+        assert_eq!(stored.sha256, sha256_hex(&expected));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(format!("{}.sha256", stored.name))).unwrap(),
+            sidecar_line(&stored.name, &expected)
+        );
+        // Nothing but the artifact and its sidecar is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

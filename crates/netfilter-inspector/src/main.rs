@@ -747,8 +747,10 @@ fn take_snapshot(
         body: snap,
     };
     let t = std::time::Instant::now();
-    let (name, _) = snapshot::write_artifact_streaming(store.dir(), &art)
-        .map_err(|e| artifact_fail(e, store.dir()))?;
+    let name = store
+        .put_json(&art)
+        .map_err(|e| artifact_fail(e, store.dir()))?
+        .name;
     tracing::info!("artifact written in {:.3} s", t.elapsed().as_secs_f64());
     Ok((art, name))
 }
