@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
     let ctx = ClassifyContext {
         output_dir: Some(PathBuf::from("/work/out")),
         read_paths: vec![PathBuf::from("/var/log")],
+        trusted_programs: vec![],
     };
     let mut group = c.benchmark_group("classify");
     for (name, cmd) in COMMANDS {

@@ -297,6 +297,7 @@ fn cmd_classify(a: ClassifyArgs) -> Result<u8, Failure> {
     let ctx = ClassifyContext {
         output_dir: a.output_dir.clone(),
         read_paths: a.read_paths.clone(),
+        trusted_programs: vec![],
     };
     let mut out = std::io::stdout().lock();
     let io_err = |e: std::io::Error| fail(3, format!("cannot write output: {e}"));
@@ -514,6 +515,7 @@ fn cmd_exec(a: ExecArgs, settings: &Settings) -> Result<u8, Failure> {
         builder = builder.context(ClassifyContext {
             output_dir: a.output_dir.clone(),
             read_paths: a.read_paths.clone(),
+            trusted_programs: vec![],
         });
     }
     if let Some(p) = policy {

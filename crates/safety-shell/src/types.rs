@@ -113,6 +113,11 @@ pub struct ClassifyContext {
     pub output_dir: Option<PathBuf>,
     /// `cat`/`head`/`tail` are SAFE only on files under these directories.
     pub read_paths: Vec<PathBuf>,
+    /// Executables outside the system directories that the operator configured explicitly
+    /// (e.g. `AZ_PATH`): a command whose program is exactly one of these paths is classified
+    /// as its base name (`/opt/az/bin/az vm show` as `az vm show`). Any other program outside
+    /// /bin, /usr/bin, /sbin and /usr/sbin stays RISKY.
+    pub trusted_programs: Vec<PathBuf>,
 }
 
 /// Where a command runs.

@@ -10,6 +10,7 @@ fn ctx() -> ClassifyContext {
     ClassifyContext {
         output_dir: Some(PathBuf::from("/work/out")),
         read_paths: vec![PathBuf::from("/var/log")],
+        trusted_programs: vec![],
     }
 }
 

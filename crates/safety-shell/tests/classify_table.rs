@@ -14,6 +14,7 @@ fn ctx() -> ClassifyContext {
     ClassifyContext {
         output_dir: Some(PathBuf::from("/work/out")),
         read_paths: vec![PathBuf::from("/var/log"), PathBuf::from("/srv/captures")],
+        trusted_programs: vec![],
     }
 }
 
@@ -748,4 +749,49 @@ fn without_output_dir_no_write_is_safe() {
         S
     );
     assert_eq!(classify("cat /var/log/syslog", &ctx).classification, R);
+}
+
+#[test]
+fn configured_program_paths_are_classified_by_name() {
+    let mut c = ctx();
+    let cmd = "/run/netlab/x1/bin/az vm show --resource-group rg --name vm1";
+    // Outside the system directories: not trusted by default.
+    assert_eq!(classify(cmd, &c).classification, Class::Risky);
+    c.trusted_programs = vec![PathBuf::from("/run/netlab/x1/bin/az")];
+    assert_eq!(classify(cmd, &c).classification, Class::Safe);
+    // Only that exact path; a change through it is still risky.
+    assert_eq!(
+        classify(
+            "/run/netlab/x1/bin/az network nsg rule delete -g rg --nsg-name n -n r",
+            &c
+        )
+        .classification,
+        Class::Risky
+    );
+    assert_eq!(
+        classify("/tmp/az vm show -g rg -n vm1", &c).classification,
+        Class::Risky
+    );
+}
+
+#[test]
+fn measurement_tool_version_queries_are_read_only() {
+    let c = ctx();
+    for cmd in [
+        "iperf -v",
+        "qperf --version",
+        "iperf3 --version",
+        "iperf -v; echo @@; qperf --version",
+    ] {
+        assert_eq!(classify(cmd, &c).classification, Class::Safe, "{cmd}");
+    }
+    for cmd in [
+        "iperf -c 198.18.1.5",
+        "iperf -s",
+        "qperf",
+        "qperf 198.18.1.5 tcp_lat",
+        "iperf -v -s",
+    ] {
+        assert_eq!(classify(cmd, &c).classification, Class::Risky, "{cmd}");
+    }
 }

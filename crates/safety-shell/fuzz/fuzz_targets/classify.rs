@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let ctx = ClassifyContext {
         output_dir: Some(PathBuf::from("/work/out")),
         read_paths: vec![PathBuf::from("/var/log")],
+        trusted_programs: vec![],
     };
     let first = classify(&text, &ctx);
     let second = classify(&text, &ctx);

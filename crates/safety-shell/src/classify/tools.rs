@@ -17,6 +17,25 @@ fn scanned(program: &str, args: &[String], spec: &Spec) -> Result<Vec<Tok>, V> {
     scan(args, spec).map_err(|o| bad_option(program, &o))
 }
 
+/// `iperf -v`, `iperf3 --version`, `qperf --version`: a version query sends no traffic and
+/// starts no server. Any other invocation generates traffic or listens: RISKY.
+fn version_query(program: &str, args: &[String]) -> Result<V, V> {
+    let version_flag = match program {
+        "qperf" => ["--version", "-V"].as_slice(),
+        _ => ["-v", "--version"].as_slice(),
+    };
+    if args.len() == 1 && version_flag.contains(&args[0].as_str()) {
+        return Ok(safe(
+            Tier::ReadOnly,
+            format!("`{program} {}` prints its version", args[0]),
+        ));
+    }
+    Err(risky(
+        Tier::Unknown,
+        format!("`{program}` sends measurement traffic or starts a server"),
+    ))
+}
+
 /// Classifies an allowlisted tool with static arguments.
 pub(crate) fn classify(w: &mut Walker, program: &str, args: &[String]) -> V {
     let r = match program {
@@ -73,6 +92,7 @@ pub(crate) fn classify(w: &mut Walker, program: &str, args: &[String]) -> V {
             Tier::Unknown,
             "`jq` can read the environment (`$ENV`, `env`), which may hold secrets; it is not analysed",
         )),
+        "iperf" | "iperf3" | "qperf" => version_query(program, args),
         "scp" | "rsync" | "sftp" => Err(risky(Tier::HostChange, format!("`{program}` copies files between hosts"))),
         _ => Err(risky(Tier::Unknown, format!("`{program}` is not in the read-only allowlist"))),
     };

@@ -664,7 +664,12 @@ impl<'a> Walker<'a> {
         if let Some(v) = forbidden::check(&base, rest) {
             return v;
         }
-        let trusted = dir.is_none_or(paths::is_system_bin_dir);
+        let trusted = dir.is_none_or(paths::is_system_bin_dir)
+            || self
+                .ctx
+                .trusted_programs
+                .iter()
+                .any(|p| p.as_os_str() == name.text.as_str());
         let builtin = if !trusted {
             risky(
                 Tier::Unknown,
