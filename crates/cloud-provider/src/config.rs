@@ -186,6 +186,14 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         description: "expected throughput between the VMs, for pipe-meter verdicts",
     },
     KeySpec {
+        key: "EXPECTED_LATENCY_US",
+        description: "expected round-trip latency between the VMs in microseconds (ghost-agent)",
+    },
+    KeySpec {
+        key: "EXPECTED_MAX_VARIATION",
+        description: "largest acceptable coefficient of variation of a measurement series (ghost-agent)",
+    },
+    KeySpec {
         key: "LLM_PROVIDER",
         description: "gemini, anthropic or openai (unset: deterministic playbook only)",
     },
