@@ -33,12 +33,24 @@
 
 pub mod accounting;
 pub mod anthropic;
+pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod gemini;
 pub mod http;
+pub mod llm_brain;
+pub mod model;
 pub mod openai;
+pub mod playbook;
+pub mod report;
+pub mod rules;
+pub mod scoring;
+pub mod session;
+pub mod symptom;
 pub mod tool_loop;
+pub mod tools;
 pub mod types;
 
 pub use accounting::{CostReport, ModelCost, ModelPrice, ModelUsage, PriceTable, SessionUsage};

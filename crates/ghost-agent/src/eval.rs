@@ -1,0 +1,367 @@
+//! `ghost-agent eval`: every lab scenario diagnosed end to end and scored.
+//!
+//! For each scenario: `netlab up` → inject the faults → investigate non-interactively →
+//! score the conclusion against the scenario's `expected_causes` (structured fields, see
+//! [`crate::scoring`]) → check the investigation changed nothing (the lab's faults before
+//! and after are the same) → tear down (also on failure) and check no namespace of the run
+//! is left.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::anyhow;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cli::{audit_dir_of, execute_session, netlab, settings_for, Failure, LabRun, RunArgs};
+use crate::playbook::PlaybookOutcome;
+use crate::scoring::{expectations_from_toml, score};
+use crate::session::new_session_id;
+
+/// What `eval` was asked.
+#[derive(Debug)]
+pub(crate) struct EvalSpec {
+    pub(crate) run: RunArgs,
+    pub(crate) scenarios: String,
+    pub(crate) demo_dir: PathBuf,
+    pub(crate) keep_going: bool,
+    pub(crate) transcripts: Option<PathBuf>,
+}
+
+/// One scenario's line of the scorecard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioScore {
+    /// Scenario id (`K`).
+    pub id: String,
+    /// Every expected cause found, nothing unexpected, evidence ok, environment restored.
+    pub passed: bool,
+    /// Expected causes found.
+    pub expected_found: Vec<String>,
+    /// Expected causes missing.
+    pub missing: Vec<String>,
+    /// Causes concluded that the scenario does not have.
+    pub forbidden_found: Vec<String>,
+    /// Every root cause cites evidence records of the session.
+    pub evidence_ok: bool,
+    /// The investigation changed nothing and the teardown left nothing behind.
+    pub restored: bool,
+    /// Tool calls made.
+    pub tool_calls: usize,
+    /// Commands run through the gate.
+    pub commands: usize,
+    /// Risky commands that asked for approval (approved or denied).
+    pub approvals_asked: usize,
+    /// Investigation wall time (seconds), lab up/down excluded.
+    pub seconds: f64,
+    /// Whole scenario wall time including the lab.
+    pub total_seconds: f64,
+    /// The session id.
+    pub session_id: Option<String>,
+    /// Why it could not run, when it could not.
+    pub error: Option<String>,
+}
+
+/// The scorecard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// One entry per scenario.
+    pub scenarios: Vec<ScenarioScore>,
+    /// Scenarios passed.
+    pub passed: usize,
+    /// Scenarios run.
+    pub total: usize,
+    /// Total wall time.
+    pub seconds: f64,
+}
+
+fn scenario_dirs(demo: &Path, which: &str) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut all: Vec<(String, PathBuf)> = std::fs::read_dir(demo)
+        .map_err(|e| format!("cannot read {}: {e}", demo.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("use_case_")?.to_ascii_uppercase();
+            e.path()
+                .join("scenario.toml")
+                .is_file()
+                .then_some((id, e.path()))
+        })
+        .collect();
+    all.sort();
+    if which.trim().eq_ignore_ascii_case("all") {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for id in which
+        .split(',')
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+    {
+        match all.iter().find(|(i, _)| *i == id) {
+            Some(x) => out.push(x.clone()),
+            None => {
+                return Err(format!(
+                    "no scenario {id} under {} (known: {})",
+                    demo.display(),
+                    all.iter()
+                        .map(|(i, _)| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn faults_of(lab: &LabRun) -> Option<Value> {
+    let out = netlab(&lab.netlab, &["status", "--prefix", &lab.prefix, "--json"]).ok()?;
+    let v: Value = serde_json::from_str(&out).ok()?;
+    v.get("faults").cloned()
+}
+
+fn namespaces_with(prefix: &str) -> usize {
+    std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with(&format!("nl{prefix}-")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> ScenarioScore {
+    let started = Instant::now();
+    let mut s = ScenarioScore {
+        id: id.to_string(),
+        passed: false,
+        expected_found: vec![],
+        missing: vec![],
+        forbidden_found: vec![],
+        evidence_ok: false,
+        restored: false,
+        tool_calls: 0,
+        commands: 0,
+        approvals_asked: 0,
+        seconds: 0.0,
+        total_seconds: 0.0,
+        session_id: None,
+        error: None,
+    };
+    let text = match std::fs::read_to_string(dir.join("scenario.toml")) {
+        Ok(t) => t,
+        Err(e) => {
+            s.error = Some(format!("cannot read the scenario: {e}"));
+            return s;
+        }
+    };
+    let expected = match expectations_from_toml(&text) {
+        Ok(x) => x,
+        Err(e) => {
+            s.error = Some(e);
+            return s;
+        }
+    };
+    let lab = match LabRun::up(dir, audit_dir, false, quiet) {
+        Ok(l) => l,
+        Err(f) => {
+            s.error = Some(format!("{:#}", f.error));
+            return s;
+        }
+    };
+    let prefix = lab.prefix.clone();
+    let before = faults_of(&lab);
+    let result = settings_for(Some(&lab.config)).and_then(|settings| {
+        let sid = new_session_id(audit_dir);
+        let symptom = lab.reported.clone().unwrap_or_default();
+        let t = Instant::now();
+        let r = execute_session(&spec.run, settings, audit_dir, sid, Some(symptom), true)?;
+        Ok((r, t.elapsed().as_secs_f64()))
+    });
+    let after = faults_of(&lab);
+    drop(lab);
+    let left = namespaces_with(&prefix);
+    match result {
+        Err(f) => s.error = Some(format!("{:#}", f.error)),
+        Ok((r, secs)) => {
+            s.seconds = secs;
+            s.session_id = Some(r.state.session_id.clone());
+            s.tool_calls = r.state.calls.len();
+            s.commands = r
+                .state
+                .calls
+                .iter()
+                .map(|c| c.command_audit_ids.len())
+                .sum();
+            let audit = safety_shell::audit::default_audit_path(
+                &crate::session::session_dir(audit_dir, &r.state.session_id),
+                &r.state.session_id,
+            );
+            s.approvals_asked = safety_shell::audit::read_records(&audit)
+                .map(|(recs, _)| {
+                    recs.iter()
+                        .filter(|x| x.decided_by != "auto" && !x.target.starts_with("tool:"))
+                        .count()
+                })
+                .unwrap_or(0);
+            let sc = score(&r.state, &expected);
+            s.expected_found = sc.expected_found;
+            s.missing = sc.missing;
+            s.forbidden_found = sc.unexpected;
+            s.evidence_ok = sc.evidence_ok;
+            if !matches!(r.outcome, PlaybookOutcome::Concluded) {
+                s.error = Some(format!("no accepted conclusion: {:?}", r.outcome));
+            }
+            if let Some(tdir) = &spec.transcripts {
+                let _ = std::fs::create_dir_all(tdir);
+                let body = transcript(id, &expected.name, &r.state, &r.report);
+                let _ = std::fs::write(tdir.join(format!("{}.md", id.to_ascii_lowercase())), body);
+            }
+            s.passed = sc.passed && s.error.is_none();
+        }
+    }
+    s.restored = before.is_some() && before == after && left == 0;
+    s.passed = s.passed && s.restored;
+    s.total_seconds = started.elapsed().as_secs_f64();
+    s
+}
+
+/// The Markdown transcript of one scenario's investigation (generated, not hand-written).
+pub fn transcript(
+    id: &str,
+    name: &str,
+    state: &crate::model::SessionState,
+    report: &crate::report::Report,
+) -> String {
+    let mut t = format!(
+        "# Scenario {id} ({name}): investigation transcript\n\nGenerated by `ghost-agent eval --transcripts docs/scenarios`; the lab prefix and timestamps differ between runs.\n\nSymptom: `{}`\n\n## Steps\n\n",
+        state.symptom.text.replace('`', "'")
+    );
+    for st in &state.steps {
+        match (&st.tool, &st.audit_id) {
+            (Some(tool), Some(a)) => {
+                let call = state.calls.iter().find(|c| &c.audit_id == a);
+                let args = call.map(|c| c.args.to_string()).unwrap_or_default();
+                let fids: Vec<String> = call
+                    .map(|c| {
+                        c.result
+                            .findings
+                            .iter()
+                            .map(|f| {
+                                format!("{} {} `{}`", f.id, f.kind, f.component.replace('`', "'"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                t.push_str(&format!(
+                    "{}. **{tool}** `{}` ({a}): {}{}\n",
+                    st.n,
+                    args.replace('`', "'"),
+                    st.reason,
+                    if fids.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" → {}", fids.join("; "))
+                    }
+                ));
+            }
+            _ => t.push_str(&format!("{}. {}\n", st.n, st.reason)),
+        }
+    }
+    t.push_str("\n## Report\n\n");
+    t.push_str(&crate::report::render_report_md(report));
+    t
+}
+
+pub(crate) fn eval_cmd(mut spec: EvalSpec, quiet: bool) -> Result<u8, Failure> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(crate::cli::fail(
+            2,
+            anyhow!("eval builds lab network namespaces and needs root: run it with sudo"),
+        ));
+    }
+    // Non-interactive: measurements and captures approved, every change denied.
+    if spec.run.approve_policy.is_none() && spec.run.approve.is_none() {
+        spec.run.approve_policy = Some(spec.demo_dir.join("approve_policy_investigation.toml"));
+    }
+    let settings = settings_for(spec.run.config.as_deref())?;
+    let audit_dir = audit_dir_of(&settings, spec.run.audit_dir.as_deref());
+    let dirs = scenario_dirs(&spec.demo_dir, &spec.scenarios)
+        .map_err(|e| crate::cli::fail(2, anyhow!(e)))?;
+    let started = Instant::now();
+    let mut card = Scorecard {
+        scenarios: vec![],
+        passed: 0,
+        total: 0,
+        seconds: 0.0,
+    };
+    for (id, dir) in &dirs {
+        if !quiet {
+            eprintln!("ghost-agent eval: scenario {id} ({})", dir.display());
+        }
+        let s = one(&spec, id, dir, &audit_dir, quiet);
+        if !quiet {
+            eprintln!(
+                "ghost-agent eval: {id} {} in {:.0} s{}",
+                if s.passed { "PASSED" } else { "FAILED" },
+                s.total_seconds,
+                s.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        let failed = !s.passed;
+        card.scenarios.push(s);
+        if failed && !spec.keep_going {
+            break;
+        }
+    }
+    card.total = card.scenarios.len();
+    card.passed = card.scenarios.iter().filter(|s| s.passed).count();
+    card.seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&card).unwrap_or_default();
+    let _ = std::fs::create_dir_all(&audit_dir);
+    let _ = std::fs::write(audit_dir.join("eval_scorecard.json"), &json);
+    if spec.run.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{:<4} {:<7} {:>5} {:>5} {:>6} {:>8} {:>7}  missing / unexpected",
+            "id", "result", "calls", "cmds", "asked", "invest.", "total"
+        );
+        for s in &card.scenarios {
+            let mut notes: Vec<String> = s.missing.iter().map(|m| format!("missing {m}")).collect();
+            notes.extend(s.forbidden_found.iter().map(|m| format!("unexpected {m}")));
+            if !s.restored {
+                notes.push("environment not restored".into());
+            }
+            if let Some(e) = &s.error {
+                notes.push(e.clone());
+            }
+            println!(
+                "{:<4} {:<7} {:>5} {:>5} {:>6} {:>7.1}s {:>6.1}s  {}",
+                s.id,
+                if s.passed { "PASS" } else { "FAIL" },
+                s.tool_calls,
+                s.commands,
+                s.approvals_asked,
+                s.seconds,
+                s.total_seconds,
+                notes.join("; ")
+            );
+        }
+        println!(
+            "{}/{} passed in {:.0} s",
+            card.passed, card.total, card.seconds
+        );
+    }
+    Ok(if card.passed == card.total && card.total == dirs.len() {
+        0
+    } else {
+        1
+    })
+}

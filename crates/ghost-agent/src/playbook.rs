@@ -1,0 +1,811 @@
+//! The deterministic brain (default when no LLM is configured).
+//!
+//! It follows the method of `docs/investigation-method.md`, recording every step's reason:
+//!
+//! 1. hypotheses per thread: for a symptom between the two VMs, one per layer and VM (NSG,
+//!    route, OS firewall of each VM, traffic control of each VM); drift when baselines are
+//!    given; exposure for a compliance question;
+//! 2. measure (pipe-meter) when performance or connectivity between the VMs is in question;
+//! 3. control plane: NSG verdicts in both directions for every port in question, the route
+//!    verdict, a reachability trace;
+//! 4. OS layer on BOTH VMs: firewall (with a packet check for each port) and traffic control;
+//! 5. drift against the baselines given;
+//! 6. packet capture only when the control plane is clean, connectivity fails and the OS
+//!    layer did not explain it;
+//! 7. resolve: each finding is attached to the thread it can explain (a port drop to the
+//!    thread naming that port, an ICMP drop to the ping thread, shaping to performance
+//!    threads); hypotheses with findings are confirmed, the others refuted with the
+//!    inspection that showed them clean, or marked unverifiable with the reason;
+//! 8. conclude (the rules in [`crate::rules`] accept or refuse).
+
+use serde_json::{json, Value};
+
+use crate::engine::{CallOutcome, Engine, COMPLETE_INVESTIGATION, MANAGE_HYPOTHESES};
+use crate::model::{
+    Aspect, CoverageState, Finding, HypothesisStatus, Layer, Protocol, Severity, SymptomKind,
+    Thread,
+};
+
+/// How a playbook run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaybookOutcome {
+    /// The conclusion was accepted.
+    Concluded,
+    /// The rules refused the conclusion (the reasons are in the state's `refusals`).
+    Refused(Vec<String>),
+    /// Ctrl-C: the state is saved for `resume`.
+    Interrupted,
+}
+
+/// Options of a playbook run.
+#[derive(Debug, Clone)]
+pub struct PlaybookOptions {
+    /// pipe-meter iterations per metric.
+    pub iterations: u32,
+    /// Seconds per throughput run.
+    pub duration_secs: u32,
+    /// Capture duration in seconds.
+    pub capture_secs: u32,
+}
+
+impl Default for PlaybookOptions {
+    fn default() -> Self {
+        PlaybookOptions {
+            iterations: 2,
+            duration_secs: 2,
+            capture_secs: 12,
+        }
+    }
+}
+
+fn cancelled(e: &Engine) -> bool {
+    e.ctx.cancel.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The ports and protocols a thread is about (defaulting to the iperf port for a
+/// performance complaint, since that is what the measurement uses).
+fn thread_probes(t: &Thread) -> Vec<(Protocol, Option<u16>)> {
+    let mut v = Vec::new();
+    if t.complaint.protocol == Some(Protocol::Icmp) {
+        v.push((Protocol::Icmp, None));
+    }
+    let proto = match t.complaint.protocol {
+        Some(Protocol::Udp) => Protocol::Udp,
+        _ => Protocol::Tcp,
+    };
+    for p in &t.complaint.ports {
+        v.push((proto, Some(*p)));
+    }
+    if v.is_empty() {
+        v.push((Protocol::Tcp, Some(5001)));
+    }
+    v
+}
+
+fn is_pair_thread(t: &Thread) -> bool {
+    t.complaint
+        .kinds
+        .iter()
+        .any(|k| k.is_connectivity() || k.is_performance())
+        || t.complaint.kinds.is_empty()
+}
+
+fn is_blocking(kind: &str) -> bool {
+    matches!(
+        kind,
+        "nsg_deny"
+            | "route_blackhole"
+            | "route_nva"
+            | "iptables_drop"
+            | "iptables_reject"
+            | "policy_drop"
+            | "fail2ban_ban"
+            | "service_endpoint_missing"
+    )
+}
+
+fn is_shaping(kind: &str) -> bool {
+    matches!(
+        kind,
+        "tbf_rate" | "delay" | "random_loss" | "corruption" | "packet_diversion" | "netem"
+    )
+}
+
+fn attr_u64(f: &Finding, k: &str) -> Option<u64> {
+    f.attrs.get(k).and_then(Value::as_u64)
+}
+
+fn attr_str<'a>(f: &'a Finding, k: &str) -> Option<&'a str> {
+    f.attrs.get(k).and_then(Value::as_str)
+}
+
+/// Which threads a finding can explain.
+fn threads_for(f: &Finding, threads: &[Thread]) -> Vec<String> {
+    let proto = attr_str(f, "protocol").map(|p| p.to_ascii_lowercase());
+    let port = attr_u64(f, "port").map(|p| p as u16);
+    let mut out = Vec::new();
+    if is_blocking(&f.kind) || f.layer == Layer::Drift {
+        for t in threads {
+            let tproto = t.complaint.protocol;
+            let matches = match (proto.as_deref(), port) {
+                (Some("icmp"), _) => tproto == Some(Protocol::Icmp),
+                (_, Some(p)) => {
+                    t.complaint.ports.contains(&p)
+                        || (t.complaint.ports.is_empty()
+                            && tproto != Some(Protocol::Icmp)
+                            && is_pair_thread(t))
+                }
+                // A drop of everything (policy, route, blackhole) explains every pair thread.
+                _ => is_pair_thread(t) || t.complaint.kinds.contains(&SymptomKind::AfterChange),
+            };
+            if matches {
+                out.push(t.id.clone());
+            }
+        }
+    } else if is_shaping(&f.kind) {
+        let perf: Vec<String> = threads
+            .iter()
+            .filter(|t| {
+                t.complaint
+                    .kinds
+                    .iter()
+                    .any(|k| k.is_performance() || *k == SymptomKind::Intermittent)
+                    && t.complaint.protocol != Some(Protocol::Icmp)
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        if perf.is_empty() {
+            out.extend(
+                threads
+                    .iter()
+                    .filter(|t| is_pair_thread(t) && t.complaint.protocol != Some(Protocol::Icmp))
+                    .map(|t| t.id.clone()),
+            );
+        } else {
+            out = perf;
+        }
+    }
+    out
+}
+
+/// The layer a hypothesis for this finding belongs to.
+fn hypothesis_layer(f: &Finding) -> Layer {
+    match f.layer {
+        Layer::Drift if f.kind == "nsg_deny" => Layer::Nsg,
+        l => l,
+    }
+}
+
+/// Runs the playbook on an engine whose session was just started (or resumed: steps
+/// already done are not repeated when their tool call is in the state).
+pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
+    let src = engine.state.source_vm.clone();
+    let dst = engine.state.dest_vm.clone();
+    let threads = engine.state.threads.clone();
+    let symptom = engine.state.symptom.clone();
+    let pair = threads.iter().any(is_pair_thread);
+    let compliance = symptom.kinds.contains(&SymptomKind::Compliance);
+
+    if engine.state.steps.is_empty() {
+        engine.note(&format!(
+            "symptom parsed: kinds [{}], ports {:?}, protocol {}, VMs [{}], baselines [{}]; {} thread(s)",
+            symptom.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+            symptom.ports,
+            symptom.protocol.map(|p| p.as_str()).unwrap_or("any"),
+            symptom.vms.join(", "),
+            symptom.baseline_ids.join(", "),
+            threads.len()
+        ));
+    }
+
+    // 1. Hypotheses.
+    if engine.state.hypotheses.is_empty() {
+        for t in &threads {
+            if is_pair_thread(t) {
+                let what = t.complaint.text.clone();
+                let probes = thread_probes(t)
+                    .iter()
+                    .map(|(p, port)| match port {
+                        Some(n) => format!("{}/{n}", p.as_str()),
+                        None => p.as_str().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let hyps: Vec<(String, Layer, Option<&str>)> = vec![
+                    (
+                        format!("an NSG rule on the path denies {probes}"),
+                        Layer::Nsg,
+                        None,
+                    ),
+                    (
+                        format!("a route misdirects or blackholes traffic from {src} to {dst}"),
+                        Layer::Route,
+                        None,
+                    ),
+                    (
+                        format!("{dst}'s OS firewall blocks {probes}"),
+                        Layer::OsFirewall,
+                        Some(dst.as_str()),
+                    ),
+                    (
+                        format!("{src}'s OS firewall blocks {probes}"),
+                        Layer::OsFirewall,
+                        Some(src.as_str()),
+                    ),
+                    (
+                        format!(
+                            "traffic control on {src} (rate limit, delay, loss) degrades the path"
+                        ),
+                        Layer::TrafficControl,
+                        Some(src.as_str()),
+                    ),
+                    (
+                        format!(
+                            "traffic control on {dst} (rate limit, delay, loss) degrades the path"
+                        ),
+                        Layer::TrafficControl,
+                        Some(dst.as_str()),
+                    ),
+                ];
+                for (statement, layer, vm) in hyps {
+                    engine.hypothesize(
+                        &t.id,
+                        &statement,
+                        layer,
+                        vm,
+                        &format!("thread {} (\"{}\"): every layer on both ends is a candidate until inspected", t.id, what),
+                    );
+                }
+            }
+            if t.complaint.kinds.contains(&SymptomKind::Compliance) {
+                engine.hypothesize(
+                    &t.id,
+                    &format!("{dst}'s NSGs expose it more than intended"),
+                    Layer::Nsg,
+                    Some(dst.as_str()),
+                    "compliance question: audit the permissive rules",
+                );
+            }
+            if !symptom.baseline_ids.is_empty() {
+                engine.hypothesize(
+                    &t.id,
+                    "the state changed since the baseline",
+                    Layer::Drift,
+                    None,
+                    "a baseline id was given: compare against it",
+                );
+            }
+        }
+    }
+    let done = |e: &Engine, tool: &str, args: &Value| {
+        e.state
+            .calls
+            .iter()
+            .any(|c| c.tool == tool && &c.args == args && c.result.ok)
+    };
+    let call = |e: &mut Engine, tool: &str, args: Value, reason: &str| -> Option<CallOutcome> {
+        if done(e, tool, &args) {
+            return None;
+        }
+        Some(e.call(tool, &args, reason))
+    };
+
+    // 2. Measure.
+    let perf = threads.iter().any(|t| {
+        t.complaint
+            .kinds
+            .iter()
+            .any(|k| k.is_performance() || *k == SymptomKind::Intermittent)
+    });
+    if pair {
+        let test_type = if perf { "both" } else { "latency" };
+        call(
+            engine,
+            "run_pipe_meter",
+            json!({"test_type": test_type, "iterations": opts.iterations, "duration": opts.duration_secs}),
+            "performance or connectivity between the two VMs is in question: measure first, judged against the baseline or the expectation table",
+        );
+    }
+    if cancelled(engine) {
+        return interrupted(engine);
+    }
+
+    // 3. Control plane.
+    let mut probes: Vec<(Protocol, Option<u16>)> = Vec::new();
+    for t in threads.iter().filter(|t| is_pair_thread(t)) {
+        for p in thread_probes(t) {
+            if !probes.contains(&p) {
+                probes.push(p);
+            }
+        }
+    }
+    for (proto, port) in &probes {
+        let mut args = json!({"mode": "verdict", "protocol": proto.as_str()});
+        if let Some(p) = port {
+            args["port"] = json!(p);
+        }
+        call(
+            engine,
+            "inspect_nsg",
+            args,
+            "control plane: NSG verdicts source→dest and dest→source for the flow in question",
+        );
+    }
+    if compliance {
+        call(
+            engine,
+            "inspect_nsg",
+            json!({"mode": "audit"}),
+            "compliance question: audit the permissive NSG rules of both VMs",
+        );
+    }
+    if pair {
+        call(
+            engine,
+            "inspect_routes",
+            json!({"vm": src}),
+            "control plane: the route the source's NIC selects for the destination",
+        );
+        let (proto, port) = probes
+            .first()
+            .cloned()
+            .unwrap_or((Protocol::Tcp, Some(5001)));
+        let mut args = json!({"protocol": proto.as_str()});
+        if let Some(p) = port {
+            args["port"] = json!(p);
+        }
+        call(
+            engine,
+            "trace_reachability",
+            args,
+            "control plane: trace source→dest through routes and both NSG gates",
+        );
+    }
+    if cancelled(engine) {
+        return interrupted(engine);
+    }
+
+    // 4. OS layer on both VMs.
+    if pair {
+        for vm in [&dst, &src] {
+            let direction = if vm == &dst { "in" } else { "out" };
+            // One read of the VM's ruleset and qdiscs answers every probe: the findings
+            // come from the whole snapshot; the packet check is for the first probe.
+            let mut args = json!({"vm": vm, "mode": "snapshot"});
+            if let Some((proto, port)) = probes.first() {
+                args = json!({"vm": vm, "mode": "check", "protocol": proto.as_str(), "direction": direction});
+                if let Some(p) = port {
+                    args["port"] = json!(p);
+                }
+            }
+            call(
+                engine,
+                "inspect_os_layer",
+                args,
+                &format!("OS layer of {vm}: firewall and traffic control, and would the flow pass ({direction}bound)?"),
+            );
+        }
+    }
+    if cancelled(engine) {
+        return interrupted(engine);
+    }
+
+    // 5. Drift against baselines.
+    for b in symptom.baseline_ids.clone() {
+        if b.starts_with("eni_") {
+            call(
+                engine,
+                "detect_effective_network_drift",
+                json!({"vm": dst, "baseline_id": b}),
+                "a cloud baseline was given: effective NSG and route drift since it",
+            );
+        } else if b.starts_with("fw_") {
+            call(
+                engine,
+                "inspect_os_layer",
+                json!({"vm": dst, "mode": "compare", "baseline_id": b}),
+                "an OS firewall baseline was given: drift of the firewall since it",
+            );
+        }
+    }
+
+    // 6. Capture, only when cheaper evidence ran out.
+    let control_plane_blocks = engine
+        .state
+        .findings
+        .iter()
+        .any(|f| matches!(f.layer, Layer::Nsg | Layer::Route) && is_blocking(&f.kind));
+    let os_blocks = engine
+        .state
+        .findings
+        .iter()
+        .any(|f| f.layer == Layer::OsFirewall && is_blocking(&f.kind));
+    let connectivity = threads
+        .iter()
+        .any(|t| t.complaint.kinds.iter().any(|k| k.is_connectivity()));
+    let connectivity_failed = engine
+        .state
+        .findings
+        .iter()
+        .any(|f| f.kind == "connectivity_drop" || f.kind == "handshake_unanswered")
+        || connectivity;
+    if pair && !control_plane_blocks && !os_blocks && connectivity_failed && connectivity {
+        let port = probes.iter().find_map(|(_, p)| *p);
+        let mut filter = json!({});
+        if let Some(p) = port {
+            filter["port"] = json!(p);
+        }
+        if let Some(out) = call(
+            engine,
+            "capture_traffic",
+            json!({"both": true, "filter": filter, "duration_secs": opts.capture_secs}),
+            "the control plane is clean, connectivity fails and the OS layer did not explain it: capture on both ends",
+        ) {
+            if let Some(task) = out.result.summary.get("task_id").and_then(Value::as_str).map(str::to_string) {
+                for _ in 0..30 {
+                    if cancelled(engine) {
+                        return interrupted(engine);
+                    }
+                    let o = engine.call(
+                        "check_task",
+                        &json!({"task_id": task, "wait_secs": 10}),
+                        "wait for the capture to be analysed",
+                    );
+                    let state = o.result.summary.get("state").and_then(Value::as_str).unwrap_or("");
+                    if !o.result.ok || matches!(state, "analysed" | "failed" | "cancelled" | "cleaned") {
+                        break;
+                    }
+                }
+                engine.call(
+                    "cleanup_task",
+                    &json!({"task_id": task}),
+                    "delete the capture resources",
+                );
+            }
+        }
+    }
+    if cancelled(engine) {
+        return interrupted(engine);
+    }
+
+    // 7. Resolve hypotheses from the findings.
+    resolve(engine);
+
+    // 8. Conclude.
+    conclude(engine)
+}
+
+fn interrupted(engine: &mut Engine) -> PlaybookOutcome {
+    let _ = engine.interrupt();
+    PlaybookOutcome::Interrupted
+}
+
+/// The audit id of the coverage mark for (aspect, vm), and whether it was inspected.
+fn coverage_evidence(
+    engine: &Engine,
+    aspect: Aspect,
+    vm: Option<&str>,
+) -> Option<Result<String, String>> {
+    engine
+        .state
+        .coverage
+        .iter()
+        .rev()
+        .find(|m| m.aspect == aspect && (vm.is_none() || m.vm.as_deref() == vm))
+        .map(|m| match &m.state {
+            CoverageState::Inspected { evidence } => Ok(evidence.clone()),
+            CoverageState::Unverifiable { reason } => Err(reason.clone()),
+        })
+}
+
+fn aspects_for(layer: Layer) -> Vec<Aspect> {
+    match layer {
+        Layer::Nsg => vec![Aspect::NsgForward, Aspect::NsgReturn],
+        Layer::Route => vec![Aspect::Routes],
+        Layer::OsFirewall => vec![Aspect::Firewall],
+        Layer::TrafficControl => vec![Aspect::TrafficControl],
+        _ => vec![],
+    }
+}
+
+/// Attaches findings to hypotheses and resolves every open hypothesis.
+pub fn resolve(engine: &mut Engine) {
+    let threads = engine.state.threads.clone();
+    let findings: Vec<Finding> = engine
+        .state
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Medium)
+        .cloned()
+        .collect();
+    // Causes first: attach each cause finding to the matching hypothesis of every thread
+    // it can explain (adding one when the playbook did not foresee it).
+    let mut confirmed: Vec<(String, Vec<String>, Vec<String>)> = Vec::new(); // (hyp, findings, evidence)
+    let mut threads = threads;
+    let causes: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| is_blocking(&f.kind) || is_shaping(&f.kind) || (f.layer == Layer::Drift))
+        .collect();
+    // Threads a blocking cause already explains.
+    let blocked: Vec<String> = causes
+        .iter()
+        .filter(|f| is_blocking(&f.kind))
+        .flat_map(|f| threads_for(f, &threads))
+        .collect();
+    let mut extra_thread: Option<String> = None;
+    for f in causes {
+        let layer = hypothesis_layer(f);
+        let mut targets = threads_for(f, &threads);
+        // Shaping found while a blocking cause explains the complaint, and no performance
+        // complaint was reported: a separate problem, investigated as its own thread (it
+        // does not explain the reported failure, and it must not be lost).
+        let perf_reported = threads.iter().any(|t| {
+            t.complaint
+                .kinds
+                .iter()
+                .any(|k| k.is_performance() || *k == SymptomKind::Intermittent)
+        });
+        if is_shaping(&f.kind)
+            && !perf_reported
+            && !targets.is_empty()
+            && targets.iter().all(|t| blocked.contains(t))
+        {
+            let tid = match &extra_thread {
+                Some(t) => t.clone(),
+                None => {
+                    let tid = engine.add_thread(
+                        crate::model::Complaint {
+                            text: "degradation found on the path beyond the reported failure (not its cause; a separate fix)".into(),
+                            kinds: vec![SymptomKind::Slow],
+                            ports: vec![],
+                            protocol: None,
+                        },
+                        "shaping was found while a blocking cause already explains the reported complaint",
+                    );
+                    threads = engine.state.threads.clone();
+                    extra_thread = Some(tid.clone());
+                    tid
+                }
+            };
+            targets = vec![tid];
+        }
+        for tid in targets {
+            let existing = engine.state.hypotheses.iter().find(|h| {
+                h.thread == tid
+                    && h.layer == layer
+                    && (h.vm.is_none() || f.vm.is_none() || h.vm == f.vm)
+            });
+            let hid = match existing {
+                Some(h) => h.id.clone(),
+                None => engine.hypothesize(
+                    &tid,
+                    &format!(
+                        "{} on {}: {} at {}",
+                        layer.as_str(),
+                        f.vm.as_deref().unwrap_or("the path"),
+                        f.kind,
+                        f.component
+                    ),
+                    layer,
+                    f.vm.as_deref(),
+                    &format!(
+                        "finding {} was not foreseen by the hypotheses of thread {tid}",
+                        f.id
+                    ),
+                ),
+            };
+            match confirmed.iter_mut().find(|c| c.0 == hid) {
+                Some(c) => {
+                    c.1.push(f.id.clone());
+                    c.2.extend(f.evidence.iter().cloned());
+                }
+                None => confirmed.push((hid, vec![f.id.clone()], f.evidence.clone())),
+            }
+        }
+    }
+    // Supporting evidence (measurements, wire) joins the confirmed causes of its thread.
+    for f in findings
+        .iter()
+        .filter(|f| matches!(f.layer, Layer::Measurement | Layer::Wire) && !is_blocking(&f.kind))
+    {
+        let port = attr_u64(f, "port").map(|p| p as u16);
+        for c in confirmed.iter_mut() {
+            let Some(h) = engine.state.hypotheses.iter().find(|h| h.id == c.0) else {
+                continue;
+            };
+            let Some(t) = threads.iter().find(|t| t.id == h.thread) else {
+                continue;
+            };
+            let relevant = match f.layer {
+                Layer::Measurement => {
+                    (f.kind == "throughput_low" || f.kind == "high_variance")
+                        && matches!(h.layer, Layer::TrafficControl)
+                        || (f.kind == "latency_high" && h.layer == Layer::TrafficControl)
+                        || (f.kind == "connectivity_drop" && is_pair_thread(t))
+                }
+                _ => port.map(|p| t.complaint.ports.contains(&p)).unwrap_or(true),
+            };
+            if relevant && t.complaint.protocol != Some(Protocol::Icmp) {
+                c.1.push(f.id.clone());
+                c.2.extend(f.evidence.iter().cloned());
+            }
+        }
+    }
+    for (hid, fids, mut evidence) in confirmed {
+        evidence.dedup();
+        let status = engine
+            .state
+            .hypotheses
+            .iter()
+            .find(|h| h.id == hid)
+            .map(|h| h.status);
+        if status == Some(HypothesisStatus::Confirmed) {
+            continue;
+        }
+        engine.call(
+            MANAGE_HYPOTHESES,
+            &json!({"action": "confirm", "id": hid, "findings": fids, "evidence": evidence,
+                    "reason": "the findings show the mechanism"}),
+            &format!("findings {} explain hypothesis {hid}", fids.join(", ")),
+        );
+    }
+    // Significant findings no confirmed cause explains (a slow path with every layer clean,
+    // wire anomalies of their own): recorded as questions the inspected layers did not
+    // answer, so the report lists them instead of dropping them.
+    let linked: Vec<String> = engine
+        .state
+        .hypotheses
+        .iter()
+        .filter(|h| h.status == HypothesisStatus::Confirmed || !h.status.is_resolved())
+        .flat_map(|h| h.findings.clone())
+        .collect();
+    let unexplained: Vec<Finding> = findings
+        .iter()
+        .filter(|f| !linked.contains(&f.id))
+        .filter(|f| {
+            !engine
+                .state
+                .hypotheses
+                .iter()
+                .any(|h| h.findings.contains(&f.id) && h.status == HypothesisStatus::Confirmed)
+        })
+        .cloned()
+        .collect();
+    for f in unexplained {
+        let thread = threads
+            .iter()
+            .find(|t| is_pair_thread(t))
+            .or(threads.first())
+            .map(|t| t.id.clone())
+            .unwrap_or_else(|| "T1".into());
+        let hid = engine.hypothesize(
+            &thread,
+            &format!(
+                "{} is explained by a cause on an inspected layer",
+                f.summary
+            ),
+            f.layer,
+            f.vm.as_deref(),
+            &format!("finding {} is not explained by any confirmed cause", f.id),
+        );
+        engine.call(
+            MANAGE_HYPOTHESES,
+            &json!({"action": "refute", "id": hid, "findings": [f.id], "evidence": f.evidence,
+                    "reason": format!("{} stays unexplained: no inspected layer (NSGs, routes, OS firewall and traffic control of both VMs) accounts for it", f.id)}),
+            &format!("finding {} has no cause on the inspected layers: reported as unexplained", f.id),
+        );
+    }
+    // Everything still open: refuted by the clean inspection, or unverifiable.
+    let open: Vec<(String, Layer, Option<String>)> = engine
+        .state
+        .hypotheses
+        .iter()
+        .filter(|h| !h.status.is_resolved())
+        .map(|h| (h.id.clone(), h.layer, h.vm.clone()))
+        .collect();
+    for (hid, layer, vm) in open {
+        let aspects = aspects_for(layer);
+        let mut evidence = Vec::new();
+        let mut unverifiable = None;
+        for a in &aspects {
+            let per_vm = matches!(a, Aspect::Firewall | Aspect::TrafficControl);
+            match coverage_evidence(engine, *a, if per_vm { vm.as_deref() } else { None }) {
+                Some(Ok(id)) => evidence.push(id),
+                Some(Err(reason)) => unverifiable = Some(reason),
+                None => unverifiable = Some(format!("{a:?} was not inspected")),
+            }
+        }
+        if layer == Layer::Drift || layer == Layer::Measurement || layer == Layer::Wire {
+            // Drift with no drift finding: refuted by the drift call itself.
+            if let Some(c) = engine.state.calls.iter().rev().find(|c| {
+                c.result.ok
+                    && matches!(
+                        c.tool.as_str(),
+                        "detect_effective_network_drift" | "inspect_os_layer"
+                    )
+                    && c.args.get("baseline_id").is_some()
+            }) {
+                evidence.push(c.audit_id.clone());
+                unverifiable = None;
+            } else if evidence.is_empty() {
+                unverifiable = Some("no comparison against a baseline could be made".into());
+            }
+        }
+        if let Some(reason) =
+            unverifiable.filter(|_| evidence.is_empty() || aspects.len() > evidence.len())
+        {
+            engine.call(
+                MANAGE_HYPOTHESES,
+                &json!({"action": "unverifiable", "id": hid, "reason": reason}),
+                "the layer could not be inspected",
+            );
+        } else {
+            engine.call(
+                MANAGE_HYPOTHESES,
+                &json!({"action": "refute", "id": hid, "evidence": evidence,
+                        "reason": "inspected: nothing on this layer explains the thread"}),
+                &format!("hypothesis {hid}: the inspection showed this layer clean for the thread"),
+            );
+        }
+    }
+}
+
+/// Asks for the conclusion with the confirmed hypotheses as root causes, blocking causes
+/// first (they must be fixed and verified before shaping can even be measured).
+pub fn conclude(engine: &mut Engine) -> PlaybookOutcome {
+    let mut causes: Vec<(u8, String)> = engine
+        .state
+        .hypotheses
+        .iter()
+        .filter(|h| h.status == HypothesisStatus::Confirmed)
+        .map(|h| {
+            let blocking = h.findings.iter().any(|fid| {
+                engine
+                    .state
+                    .findings
+                    .iter()
+                    .any(|f| &f.id == fid && is_blocking(&f.kind))
+            });
+            let rank = match (blocking, h.layer) {
+                (true, Layer::Nsg | Layer::Route) => 0,
+                (true, _) => 1,
+                (false, Layer::Drift) => 2,
+                _ => 3,
+            };
+            (rank, h.id.clone())
+        })
+        .collect();
+    causes.sort();
+    let ids: Vec<String> = causes.into_iter().map(|(_, id)| id).collect();
+    let summary = if ids.is_empty() {
+        "every layer on both ends was inspected and nothing explains the symptom: the path is healthy".to_string()
+    } else {
+        let parts: Vec<String> = ids
+            .iter()
+            .filter_map(|id| engine.state.hypotheses.iter().find(|h| &h.id == id))
+            .map(|h| format!("{} ({})", h.statement, h.id))
+            .collect();
+        format!("root causes, in fix order: {}", parts.join("; "))
+    };
+    let out = engine.call(
+        COMPLETE_INVESTIGATION,
+        &json!({"summary": summary, "root_causes": ids}),
+        "every hypothesis is resolved: conclude",
+    );
+    if out.result.ok {
+        PlaybookOutcome::Concluded
+    } else {
+        let refusals = out
+            .result
+            .summary
+            .get("refusals")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![out.result.error.unwrap_or_default()]);
+        PlaybookOutcome::Refused(refusals)
+    }
+}

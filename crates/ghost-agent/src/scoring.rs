@@ -1,0 +1,219 @@
+//! Scoring an investigation against a scenario file's `expected_causes`: matched on
+//! structured fields (layer, VM, kind, and the rule/port/protocol/chain/qdisc/NSG/priority
+//! the scenario names), never on prose.
+//!
+//! A root cause of the session is a confirmed hypothesis named by the accepted conclusion;
+//! its cause findings (blocking or shaping kinds, drift) are what is matched. An expected
+//! cause is found when one such finding matches every field it states; a root-cause finding
+//! that matches no expected cause is an unexpected conclusion.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{Finding, HypothesisStatus, SessionState};
+
+/// Fields of an expected cause compared with a finding's `attrs` (when the scenario states
+/// them).
+pub const MATCHED_ATTRS: &[&str] = &[
+    "port", "protocol", "nsg", "rule", "priority", "chain", "qdisc",
+];
+
+/// One `[[expected_causes]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedCause {
+    /// Layer (`nsg`, `route`, `os_firewall`, `traffic_control`, `drift`, ...).
+    pub layer: String,
+    /// VM, when the cause is on one.
+    #[serde(default)]
+    pub vm: Option<String>,
+    /// Finding kind.
+    pub kind: String,
+    /// Other fields (port, protocol, nsg, rule, priority, chain, qdisc, detail, rank ...).
+    #[serde(flatten)]
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl ExpectedCause {
+    /// One line for tables.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} {} on {}",
+            self.layer,
+            self.kind,
+            self.vm.as_deref().unwrap_or("-")
+        );
+        for k in MATCHED_ATTRS {
+            if let Some(v) = self.fields.get(*k) {
+                s.push_str(&format!(" {k}={}", plain(v)));
+            }
+        }
+        s
+    }
+}
+
+/// The parts of a scenario file scoring needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioExpectations {
+    /// `use_case_k`.
+    pub name: String,
+    /// Expected causes.
+    #[serde(default)]
+    pub expected_causes: Vec<ExpectedCause>,
+    /// What must not be concluded (prose; the structured check is "no unexpected cause").
+    #[serde(default)]
+    pub must_not_conclude: Vec<String>,
+}
+
+/// Reads the expectations of a scenario file's text.
+pub fn expectations_from_toml(text: &str) -> Result<ScenarioExpectations, String> {
+    let v: toml::Value = toml::from_str(text).map_err(|e| format!("not a scenario file: {e}"))?;
+    let json = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    serde_json::from_value(json).map_err(|e| format!("scenario file: {e}"))
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_ascii_lowercase(),
+        other => other.to_string().to_ascii_lowercase(),
+    }
+}
+
+/// True when `f` matches every field `e` states.
+pub fn finding_matches(e: &ExpectedCause, f: &Finding) -> bool {
+    if f.layer.as_str() != e.layer || f.kind != e.kind {
+        return false;
+    }
+    if let Some(vm) = &e.vm {
+        if f.vm.as_deref() != Some(vm.as_str()) {
+            return false;
+        }
+    }
+    MATCHED_ATTRS.iter().all(|k| match e.fields.get(*k) {
+        None => true,
+        Some(want) => f.attrs.get(*k).map(plain) == Some(plain(want)),
+    })
+}
+
+/// The score of one session against one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Expected causes found (descriptions).
+    pub expected_found: Vec<String>,
+    /// Expected causes not found.
+    pub missing: Vec<String>,
+    /// Root-cause findings that match no expected cause.
+    pub unexpected: Vec<String>,
+    /// Every root cause cites evidence that is an audit id of the session.
+    pub evidence_ok: bool,
+    /// All expected found, nothing unexpected, evidence ok.
+    pub passed: bool,
+}
+
+/// The cause findings of the accepted conclusion's root causes.
+pub fn root_cause_findings(state: &SessionState) -> Vec<&Finding> {
+    let Some(c) = &state.conclusion else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for hid in &c.root_causes {
+        let Some(h) = state
+            .hypotheses
+            .iter()
+            .find(|h| &h.id == hid && h.status == HypothesisStatus::Confirmed)
+        else {
+            continue;
+        };
+        for fid in &h.findings {
+            if let Some(f) = state.findings.iter().find(|f| &f.id == fid) {
+                if f.remediation.is_some() || is_cause_kind(&f.kind) {
+                    out.push(f);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_cause_kind(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "throughput_low"
+            | "latency_high"
+            | "high_variance"
+            | "connectivity_drop"
+            | "handshake_unanswered"
+            | "retransmissions"
+            | "rst"
+            | "dns_latency"
+    )
+}
+
+/// Scores `state` against `expected`.
+pub fn score(state: &SessionState, expected: &ScenarioExpectations) -> Score {
+    let causes = root_cause_findings(state);
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for e in &expected.expected_causes {
+        if causes.iter().any(|f| finding_matches(e, f)) {
+            found.push(e.describe());
+        } else {
+            missing.push(e.describe());
+        }
+    }
+    let matched = |f: &Finding| {
+        expected
+            .expected_causes
+            .iter()
+            .any(|e| finding_matches(e, f))
+    };
+    // A diversion to a userspace queue is the mechanism of the delay/loss/corruption read
+    // from its consumer: not a cause of its own when those matched.
+    let explained_mechanism = |f: &Finding| {
+        f.kind == "packet_diversion"
+            && causes.iter().any(|g| {
+                g.vm == f.vm
+                    && matches!(g.kind.as_str(), "delay" | "random_loss" | "corruption")
+                    && matched(g)
+            })
+    };
+    let unexpected: Vec<String> = causes
+        .iter()
+        .filter(|f| !matched(f) && !explained_mechanism(f))
+        .map(|f| {
+            format!(
+                "{} {} on {}: {}",
+                f.layer.as_str(),
+                f.kind,
+                f.vm.as_deref().unwrap_or("-"),
+                f.component
+            )
+        })
+        .collect();
+    let ids: Vec<&str> = state
+        .calls
+        .iter()
+        .flat_map(|c| {
+            std::iter::once(c.audit_id.as_str())
+                .chain(c.command_audit_ids.iter().map(String::as_str))
+        })
+        .collect();
+    let evidence_ok = state.conclusion.as_ref().is_some_and(|c| {
+        c.root_causes.iter().all(|hid| {
+            state.hypotheses.iter().any(|h| {
+                &h.id == hid
+                    && !h.evidence.is_empty()
+                    && h.evidence.iter().all(|e| ids.contains(&e.as_str()))
+            })
+        })
+    });
+    let passed = missing.is_empty() && unexpected.is_empty() && evidence_ok;
+    Score {
+        expected_found: found,
+        missing,
+        unexpected,
+        evidence_ok,
+        passed,
+    }
+}

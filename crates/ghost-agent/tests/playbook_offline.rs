@@ -1,0 +1,245 @@
+//! The playbook and the engine over scripted tools (no lab): which hypotheses a finding
+//! confirms, thread separation, the coverage of both VMs, evidence ids, state file and
+//! resume. The same playbook runs against real lab scenarios in `lab_playbook.rs`.
+
+mod offline;
+
+use ghost_agent::engine::{load_state, Engine};
+use ghost_agent::model::*;
+use ghost_agent::playbook::{self, PlaybookOptions, PlaybookOutcome};
+use ghost_agent::tools::Tool;
+use offline::*;
+use serde_json::json;
+
+#[test]
+fn scenario_k_shape_two_threads_two_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100000Z";
+    let mut e = Engine::start(ctx(dir.path(), sid), k_symptom(), "playbook")
+        .unwrap()
+        .with_tools(scenario_k_tools());
+    let out = playbook::run(&mut e, &PlaybookOptions::default());
+    assert_eq!(
+        out,
+        PlaybookOutcome::Concluded,
+        "refusals: {:?}",
+        e.state.refusals
+    );
+    let confirmed: Vec<&Hypothesis> = e
+        .state
+        .hypotheses
+        .iter()
+        .filter(|h| h.status == HypothesisStatus::Confirmed)
+        .collect();
+    assert_eq!(confirmed.len(), 2, "{confirmed:#?}");
+    let tc = confirmed
+        .iter()
+        .find(|h| h.layer == Layer::TrafficControl)
+        .unwrap();
+    assert_eq!(tc.thread, "T1");
+    assert_eq!(tc.vm.as_deref(), Some("source-vm"));
+    let fw = confirmed
+        .iter()
+        .find(|h| h.layer == Layer::OsFirewall)
+        .unwrap();
+    assert_eq!(
+        fw.thread, "T2",
+        "the ICMP drop explains the ping thread only"
+    );
+    assert_eq!(fw.vm.as_deref(), Some("dest-vm"));
+    // The throughput measurement supports the rate limiter, not the ICMP drop.
+    let tput = e
+        .state
+        .findings
+        .iter()
+        .find(|f| f.kind == "throughput_low")
+        .unwrap();
+    assert!(tc.findings.contains(&tput.id));
+    assert!(!fw.findings.contains(&tput.id));
+    // Every finding's evidence is a tool-call audit id of this session.
+    for f in &e.state.findings {
+        assert!(f.evidence[0].starts_with(sid), "{f:?}");
+        assert!(e.state.calls.iter().any(|c| c.audit_id == f.evidence[0]));
+    }
+    // Every other hypothesis is refuted with evidence.
+    for h in &e.state.hypotheses {
+        assert!(h.status.is_resolved(), "{h:?}");
+        assert!(
+            !h.evidence.is_empty() || h.status == HypothesisStatus::Unverifiable,
+            "{h:?}"
+        );
+    }
+    // Root causes in fix order: the blocking drop before the shaping.
+    let c = e.state.conclusion.clone().unwrap();
+    assert_eq!(c.root_causes, vec![fw.id.clone(), tc.id.clone()]);
+    // The state file is verified on load and matches.
+    let loaded = load_state(&e.ctx.session_dir, sid).unwrap();
+    assert_eq!(loaded.status, SessionStatus::Concluded);
+    assert_eq!(loaded.hypotheses, e.state.hypotheses);
+    // The audit chain holds every tool call.
+    let v = safety_shell::audit::verify(e.ctx.gate.audit().path()).unwrap();
+    assert_eq!(
+        v.records,
+        e.state.calls.len(),
+        "every tool call is in the verified chain (playbook-only commands: none here)"
+    );
+}
+
+#[test]
+fn a_tampered_state_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100001Z";
+    let e = Engine::start(ctx(dir.path(), sid), k_symptom(), "playbook").unwrap();
+    let p = e.ctx.session_dir.join(format!("{sid}_state.json"));
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("playbook", "anthropic");
+    std::fs::write(&p, text).unwrap();
+    let err = load_state(&e.ctx.session_dir, sid).unwrap_err();
+    assert_eq!(err.exit_code(), 4, "{err}");
+}
+
+#[test]
+fn interrupted_session_resumes_without_repeating_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100002Z";
+    let c = ctx(dir.path(), sid);
+    let cancel = c.cancel.clone();
+    let mut e = Engine::start(c, k_symptom(), "playbook")
+        .unwrap()
+        .with_tools(scenario_k_tools());
+    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        playbook::run(&mut e, &PlaybookOptions::default()),
+        PlaybookOutcome::Interrupted
+    );
+    let calls_before = e.state.calls.len();
+    let measured = e
+        .state
+        .calls
+        .iter()
+        .filter(|c| c.tool == "run_pipe_meter")
+        .count();
+    assert_eq!(measured, 1);
+    drop(e);
+    let state = load_state(&dir.path().join(sid), sid).unwrap();
+    assert_eq!(state.status, SessionStatus::Interrupted);
+    let mut e = Engine::resume(ctx(dir.path(), sid), state).with_tools(scenario_k_tools());
+    assert_eq!(
+        playbook::run(&mut e, &PlaybookOptions::default()),
+        PlaybookOutcome::Concluded
+    );
+    assert!(e.state.calls.len() > calls_before);
+    assert_eq!(
+        e.state
+            .calls
+            .iter()
+            .filter(|c| c.tool == "run_pipe_meter")
+            .count(),
+        1,
+        "the measurement is not repeated on resume"
+    );
+    let v = safety_shell::audit::verify(e.ctx.gate.audit().path()).unwrap();
+    assert_eq!(
+        v.records,
+        e.state.calls.len(),
+        "the chain continues across the resume"
+    );
+}
+
+#[test]
+fn scenario_l_shape_second_fault_on_dest_is_not_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100003Z";
+    let mut tools: Vec<Box<dyn Tool>> = vec![
+        tool("inspect_nsg", |args| {
+            let mut r = ToolResult::ok(json!({"forward": "DENY"}));
+            r.coverage = vec![
+                inspected(Aspect::NsgForward, None),
+                inspected(Aspect::NsgReturn, None),
+            ];
+            if args["port"] == json!(5001) {
+                r.findings = vec![Finding::new(
+                    Layer::Nsg,
+                    Some("dest-vm"),
+                    "nsg_deny",
+                    "dest-vm-nsg/deny-iperf",
+                    "dest-vm-nsg denies tcp/5001 inbound (deny-iperf, priority 200)",
+                    "the NIC NSG drops the SYNs",
+                    Severity::High,
+                )
+                .attr("port", 5001)
+                .attr("protocol", "tcp")
+                .attr("priority", 200)];
+            }
+            r
+        }),
+        tool("inspect_routes", |_| {
+            let mut r = ToolResult::ok(json!({}));
+            r.coverage = vec![inspected(Aspect::Routes, None)];
+            r
+        }),
+        tool("trace_reachability", |_| ToolResult::ok(json!({}))),
+        tool("run_pipe_meter", |_| ToolResult::ok(json!({}))),
+        os_layer(|vm, _| {
+            if vm == "dest-vm" {
+                vec![Finding::new(
+                    Layer::TrafficControl,
+                    Some("dest-vm"),
+                    "packet_diversion",
+                    "mangle/POSTROUTING #1",
+                    "egress diverted to a userspace queue",
+                    "delay and loss",
+                    Severity::Medium,
+                )]
+            } else {
+                vec![]
+            }
+        }),
+    ];
+    tools.push(tool("capture_traffic", |_| {
+        ToolResult::failed("not expected")
+    }));
+    let symptom = Symptom {
+        text: "iperf broken after a change window; maybe more than one issue".into(),
+        ports: vec![5001],
+        kinds: vec![SymptomKind::Unreachable, SymptomKind::AfterChange],
+        complaints: vec![complaint(
+            "iperf broken after a change window; maybe more than one issue",
+            &[SymptomKind::Unreachable, SymptomKind::AfterChange],
+            &[5001],
+            None,
+        )],
+        ..Default::default()
+    };
+    let mut e = Engine::start(ctx(dir.path(), sid), symptom, "playbook")
+        .unwrap()
+        .with_tools(tools);
+    assert_eq!(
+        playbook::run(&mut e, &PlaybookOptions::default()),
+        PlaybookOutcome::Concluded,
+        "{:?}",
+        e.state.refusals
+    );
+    let causes = e.state.conclusion.clone().unwrap().root_causes;
+    assert_eq!(causes.len(), 2, "{:#?}", e.state.hypotheses);
+    let first = e
+        .state
+        .hypotheses
+        .iter()
+        .find(|h| h.id == causes[0])
+        .unwrap();
+    let second = e
+        .state
+        .hypotheses
+        .iter()
+        .find(|h| h.id == causes[1])
+        .unwrap();
+    assert_eq!(first.layer, Layer::Nsg, "the NSG rule is fixed first");
+    assert_eq!(second.layer, Layer::TrafficControl);
+    assert_eq!(second.vm.as_deref(), Some("dest-vm"));
+    assert!(
+        !e.state.calls.iter().any(|c| c.tool == "capture_traffic"),
+        "no capture when the control plane explains it"
+    );
+}
