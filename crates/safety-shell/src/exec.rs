@@ -394,7 +394,9 @@ impl Collector {
     fn finish(&self) -> (String, bool) {
         let head = String::from_utf8_lossy(&self.head);
         if self.tail.is_empty() {
-            return cap_string(&head, self.cap);
+            // With a cap of 0 nothing is kept at all: the output was still cut.
+            let (s, cut) = cap_string(&head, self.cap);
+            return (s, cut || self.total > self.head.len() as u64);
         }
         let tail_bytes: Vec<u8> = self.tail.iter().copied().collect();
         let tail = String::from_utf8_lossy(&tail_bytes);

@@ -369,3 +369,9 @@ fn rand_suffix() -> String {
 fn run_process_rejects_empty_argv() {
     assert!(run_process(&[], &opts(100)).is_err());
 }
+
+#[test]
+fn a_zero_cap_reports_the_output_as_cut() {
+    assert_eq!(cap_head_tail(b"abc", 0), (String::new(), true));
+    assert_eq!(cap_head_tail(b"", 0), (String::new(), false));
+}
