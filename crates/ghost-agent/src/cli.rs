@@ -345,6 +345,10 @@ pub(crate) struct LabRun {
     pub(crate) keep: bool,
     pub(crate) config: PathBuf,
     pub(crate) reported: Option<String>,
+    /// The scenario file.
+    pub(crate) scenario: PathBuf,
+    /// `[[baselines]]` of the scenario: (kind, vm); taken between the two inject stages.
+    pub(crate) baselines: Vec<(String, String)>,
 }
 
 pub(crate) fn netlab_bin() -> PathBuf {
@@ -421,6 +425,20 @@ impl LabRun {
             .and_then(|s| s.get("reported"))
             .and_then(|r| r.as_str())
             .map(str::to_string);
+        let baselines: Vec<(String, String)> = parsed
+            .get("baselines")
+            .and_then(|b| b.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| {
+                        Some((
+                            b.get("kind")?.as_str()?.to_string(),
+                            b.get("vm")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let bin = netlab_bin();
         let prefix = format!("ga{:04x}", rand::random::<u16>());
         let s = scenario.display().to_string();
@@ -434,6 +452,8 @@ impl LabRun {
             keep,
             config: PathBuf::new(),
             reported,
+            scenario: scenario.clone(),
+            baselines,
         };
         // pipe-meter starts and stops its own iperf2/qperf servers on the measurement
         // ports; the lab's always-on servers on dest would hold those ports.
@@ -448,10 +468,16 @@ impl LabRun {
                 ],
             );
         }
+        // A scenario with baselines injects in two stages around them (finish_setup).
+        let stage = if lab.baselines.is_empty() {
+            "all"
+        } else {
+            "pre-baseline"
+        };
         if !quiet {
-            eprintln!("ghost-agent: lab {prefix}: injecting the scenario's faults");
+            eprintln!("ghost-agent: lab {prefix}: injecting the scenario's faults ({stage})");
         }
-        netlab(&bin, &["inject", "--prefix", &prefix, &s])?;
+        netlab(&bin, &["inject", "--prefix", &prefix, "--stage", stage, &s])?;
         let exports = netlab(&bin, &["env", "--prefix", &prefix])?;
         let config = netlab(&bin, &["env", "--prefix", &prefix, "--config"])?;
         // The az front end lives in {run_dir}/bin, which `netlab env` puts first on PATH.
@@ -491,6 +517,93 @@ impl LabRun {
         std::fs::write(&path, kept).or_fail(3)?;
         lab.config = path;
         Ok(lab)
+    }
+}
+
+impl LabRun {
+    /// Takes the scenario's baselines (through the same tools, audited in their own
+    /// session directory; the snapshots land in the audit directory where the drift tools
+    /// look), then injects the post-baseline faults. Returns the baseline ids.
+    pub(crate) fn finish_setup(
+        &self,
+        audit_dir: &Path,
+        quiet: bool,
+    ) -> Result<Vec<String>, Failure> {
+        if self.baselines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let settings = settings_for(Some(&self.config))?;
+        let mut flags = FlagOverrides::default();
+        flags.set("AUDIT_DIR", Some(audit_dir.display().to_string()));
+        let mut ctx = build_context(ContextSpec {
+            settings,
+            flags,
+            session_id: new_session_id(audit_dir),
+            approver: Arc::new(NeverApprover),
+            command_timeout: Duration::from_secs(120),
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+        .or_fail(3)?;
+        ctx.session_dir = audit_dir.to_path_buf();
+        let tools = crate::tools::all_tools();
+        let mut ids = Vec::new();
+        for (kind, vm) in &self.baselines {
+            let (tool, args) = match kind.as_str() {
+                "os_firewall" => (
+                    "inspect_os_layer",
+                    serde_json::json!({"vm": vm, "mode": "snapshot"}),
+                ),
+                "effective_network" => {
+                    ("snapshot_effective_network", serde_json::json!({"vm": vm}))
+                }
+                other => {
+                    return Err(fail(
+                        2,
+                        anyhow!(
+                        "scenario baseline kind `{other}` is not os_firewall or effective_network"
+                    ),
+                    ))
+                }
+            };
+            let Some(t) = tools.iter().find(|t| t.name() == tool) else {
+                return Err(fail(3, anyhow!("no tool {tool}")));
+            };
+            let r = t.call(&ctx, &args);
+            let id = r
+                .summary
+                .get("snapshot_id")
+                .and_then(|v| v.as_str())
+                .filter(|_| r.ok)
+                .ok_or_else(|| {
+                    fail(
+                        3,
+                        anyhow!(
+                            "taking the {kind} baseline of {vm} failed: {}",
+                            r.error.clone().unwrap_or_default()
+                        ),
+                    )
+                })?;
+            if !quiet {
+                eprintln!(
+                    "ghost-agent: lab {}: {kind} baseline of {vm}: {id}",
+                    self.prefix
+                );
+            }
+            ids.push(id.to_string());
+        }
+        let s = self.scenario.display().to_string();
+        netlab(
+            &self.netlab,
+            &[
+                "inject",
+                "--prefix",
+                &self.prefix,
+                "--stage",
+                "post-baseline",
+                &s,
+            ],
+        )?;
+        Ok(ids)
     }
 }
 
@@ -563,7 +676,13 @@ fn investigate(a: InvestigateArgs, quiet: bool) -> Result<u8, Failure> {
         Some(l) => settings_for(Some(&l.config))?,
         None => base_settings,
     };
-    let symptom_text = read_symptom(a.symptom.clone(), lab.as_ref())?;
+    let mut symptom_text = read_symptom(a.symptom.clone(), lab.as_ref())?;
+    if let Some(l) = &lab {
+        let ids = l.finish_setup(&audit_dir, quiet)?;
+        if !ids.is_empty() {
+            symptom_text = format!("{symptom_text} (baselines: {})", ids.join(", "));
+        }
+    }
     let sid = new_session_id(&audit_dir);
     let code = run_session(&a.run, settings, &audit_dir, sid, Some(symptom_text), quiet);
     drop(lab);

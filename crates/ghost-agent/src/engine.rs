@@ -121,6 +121,7 @@ pub struct Engine {
     rules: RuleConfig,
     store: LocalStore,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    switched_to_run_command: bool,
 }
 
 /// `{session_id}_state.json`.
@@ -220,6 +221,7 @@ impl Engine {
             rules: RuleConfig::default(),
             store,
             clock: Box::new(Utc::now),
+            switched_to_run_command: false,
         }
     }
 
@@ -368,6 +370,39 @@ impl Engine {
                 )),
             },
         };
+        // SSH to the VMs unreachable (a route change, a firewall on the management path):
+        // switch both VMs to `az vm run-command`, which does not use the VM's network, and
+        // run the call again once.
+        if !result.ok
+            && !self.switched_to_run_command
+            && result
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("cannot reach ssh:"))
+        {
+            if let Some(az) = self.ctx.azure.clone() {
+                if let Ok(r) = cloud_provider::remote::RemoteRunner::from_environment(
+                    self.ctx.gate.clone(),
+                    Some(az),
+                    &self.ctx.env,
+                    cloud_provider::remote::RemotePath::RunCommand,
+                ) {
+                    self.switched_to_run_command = true;
+                    self.ctx.remote = std::sync::Arc::new(r);
+                    self.note(
+                        "SSH to the VMs is unreachable: commands on the VMs now go through az vm run-command",
+                    );
+                    if let Some(t) = self.tools.iter().find(|t| t.name() == name) {
+                        result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            t.call(&self.ctx, args)
+                        }))
+                        .unwrap_or_else(|_| {
+                            ToolResult::failed(format!("tool {name} failed unexpectedly"))
+                        });
+                    }
+                }
+            }
+        }
         let command_ids: Vec<String> = read_records(&audit_path)
             .map(|(r, _)| {
                 r.into_iter()

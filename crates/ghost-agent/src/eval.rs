@@ -173,10 +173,15 @@ fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> 
         }
     };
     let prefix = lab.prefix.clone();
+    let baseline_ids = lab.finish_setup(audit_dir, quiet);
     let before = faults_of(&lab);
-    let result = settings_for(Some(&lab.config)).and_then(|settings| {
+    let result = baseline_ids.and_then(|ids| {
+        let settings = settings_for(Some(&lab.config))?;
         let sid = new_session_id(audit_dir);
-        let symptom = lab.reported.clone().unwrap_or_default();
+        let mut symptom = lab.reported.clone().unwrap_or_default();
+        if !ids.is_empty() {
+            symptom = format!("{symptom} (baselines: {})", ids.join(", "));
+        }
         let t = Instant::now();
         let r = execute_session(&spec.run, settings, audit_dir, sid, Some(symptom), true)?;
         Ok((r, t.elapsed().as_secs_f64()))

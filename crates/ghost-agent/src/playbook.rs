@@ -124,6 +124,14 @@ fn threads_for(f: &Finding, threads: &[Thread]) -> Vec<String> {
     let proto = attr_str(f, "protocol").map(|p| p.to_ascii_lowercase());
     let port = attr_u64(f, "port").map(|p| p as u16);
     let mut out = Vec::new();
+    if f.kind == "nsg_permissive" {
+        // Exposure answers a compliance question, nothing else.
+        return threads
+            .iter()
+            .filter(|t| t.complaint.kinds.contains(&SymptomKind::Compliance))
+            .map(|t| t.id.clone())
+            .collect();
+    }
     if is_blocking(&f.kind) || f.layer == Layer::Drift {
         for t in threads {
             let tproto = t.complaint.protocol;
@@ -346,6 +354,12 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
             json!({"vm": src}),
             "control plane: the route the source's NIC selects for the destination",
         );
+        call(
+            engine,
+            "inspect_routes",
+            json!({"vm": src, "mode": "audit"}),
+            "control plane: every blackhole or dead-appliance route of the source's NIC, whatever the destination (a default route to a dead appliance breaks the internet, not the VNet)",
+        );
         let (proto, port) = probes
             .first()
             .cloned()
@@ -524,7 +538,12 @@ pub fn resolve(engine: &mut Engine) {
     let mut threads = threads;
     let causes: Vec<&Finding> = findings
         .iter()
-        .filter(|f| is_blocking(&f.kind) || is_shaping(&f.kind) || (f.layer == Layer::Drift))
+        .filter(|f| {
+            is_blocking(&f.kind)
+                || is_shaping(&f.kind)
+                || f.layer == Layer::Drift
+                || f.kind == "nsg_permissive"
+        })
         .collect();
     // Threads a blocking cause already explains.
     let blocked: Vec<String> = causes
@@ -533,6 +552,7 @@ pub fn resolve(engine: &mut Engine) {
         .flat_map(|f| threads_for(f, &threads))
         .collect();
     let mut extra_thread: Option<String> = None;
+    let mut blocking_thread: Option<String> = None;
     for f in causes {
         let layer = hypothesis_layer(f);
         let mut targets = threads_for(f, &threads);
@@ -569,6 +589,28 @@ pub fn resolve(engine: &mut Engine) {
             };
             targets = vec![tid];
         }
+        // A blocking rule no reported complaint mentions (another port, another protocol):
+        // a separate problem, reported in its own thread rather than dropped.
+        if targets.is_empty() && is_blocking(&f.kind) {
+            let tid = match &blocking_thread {
+                Some(t) => t.clone(),
+                None => {
+                    let tid = engine.add_thread(
+                        crate::model::Complaint {
+                            text: "blocking rule found beyond the reported complaints (a separate problem and fix)".into(),
+                            kinds: vec![SymptomKind::Unreachable],
+                            ports: vec![],
+                            protocol: None,
+                        },
+                        "a blocking rule was found that no reported complaint covers",
+                    );
+                    threads = engine.state.threads.clone();
+                    blocking_thread = Some(tid.clone());
+                    tid
+                }
+            };
+            targets = vec![tid];
+        }
         for tid in targets {
             let existing = engine.state.hypotheses.iter().find(|h| {
                 h.thread == tid
@@ -577,6 +619,8 @@ pub fn resolve(engine: &mut Engine) {
             });
             let hid = match existing {
                 Some(h) => h.id.clone(),
+                // Exposure of another VM than the one asked about is context, not the answer.
+                None if f.kind == "nsg_permissive" => continue,
                 None => engine.hypothesize(
                     &tid,
                     &format!(

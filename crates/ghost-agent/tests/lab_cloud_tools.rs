@@ -19,221 +19,18 @@
 //! directory); otherwise it prints one SKIP line saying what enables it. The lab (prefix
 //! `gc<random>`) is torn down on success, failure and panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloud_provider::azure::AzureCli;
-use cloud_provider::config::{Environment, FlagOverrides, Settings};
-use cloud_provider::remote::RemoteRunner;
-use cloud_provider::session::SessionId;
-use ghost_agent::model::{Aspect, Expectations, Finding, Layer, ToolResult};
+use ghost_agent::model::{Aspect, Finding, Layer, ToolResult};
 use ghost_agent::tools::cloud::{capture, net};
 use ghost_agent::tools::{Tool, ToolContext};
 use safety_shell::approve::AllRiskyApprover;
-use safety_shell::audit::AuditLog;
-use safety_shell::Gate;
 use serde_json::{json, Value};
 
-fn netlab_bin() -> Option<PathBuf> {
-    let p = match std::env::var_os("NETLAB_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .ok()?
-            .parent()?
-            .parent()?
-            .join("netlab"),
-    };
-    p.is_file().then_some(p)
-}
+mod lab;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .map(|u| u == "0")
-        })
-        .unwrap_or(false)
-}
-
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
-}
-
-struct Lab {
-    bin: PathBuf,
-    prefix: String,
-    state: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-impl Lab {
-    fn netlab(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .arg("-q")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run netlab")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.netlab(args);
-        assert!(
-            o.status.success(),
-            "netlab {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn up(bin: PathBuf) -> Lab {
-        use rand::Rng;
-        let id: String = (0..4)
-            .map(|_| {
-                b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::thread_rng().gen_range(0..36)] as char
-            })
-            .collect();
-        let lab = Lab {
-            bin,
-            prefix: format!("gc{id}"),
-            state: tempfile::tempdir().unwrap(),
-            work: tempfile::tempdir().unwrap(),
-        };
-        let sc = demo().join("use_case_l/scenario.toml");
-        let prefix = lab.prefix.clone();
-        lab.ok(&["up", &sc.display().to_string(), "--prefix", &prefix]);
-        lab
-    }
-
-    fn inject(&self, scenario: &str) {
-        let f = demo().join(scenario).join("scenario.toml");
-        self.ok(&["inject", "--prefix", &self.prefix, &f.display().to_string()]);
-    }
-
-    fn clear(&self) {
-        self.ok(&["clear", "--prefix", &self.prefix, "--all"]);
-    }
-
-    /// config.env of the lab with an `az` wrapper over netlab's front end (LOCATION
-    /// `netlab-local` is no Azure region for cloud-provider's validation, so it is left
-    /// out: the orchestrator asks the resource group for its region).
-    fn config(&self) -> PathBuf {
-        let text = self.ok(&["env", "--prefix", &self.prefix, "--config"]);
-        let audit = self.work.path().join("audit");
-        let wrapper = self.work.path().join("az");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec '{}' --state-dir '{}' -q az --prefix {} \"$@\"\n",
-                self.bin.display(),
-                self.state.path().display(),
-                self.prefix
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                !l.starts_with("LOCATION=")
-                    && !l.starts_with("NETLAB_")
-                    && !l.starts_with("AUDIT_DIR=")
-                    && !l.starts_with("AZ_PATH=")
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let kept = format!(
-            "{kept}AZ_PATH={}\nAUDIT_DIR={}\n",
-            wrapper.display(),
-            audit.display()
-        );
-        let p = self.work.path().join("config.env");
-        std::fs::write(&p, kept).unwrap();
-        p
-    }
-
-    /// Runs a shell snippet inside a VM in the background (stopped by pid on drop).
-    fn exec_bg(&self, vm: &str, script: &str) -> Reap {
-        Reap(
-            Command::new(&self.bin)
-                .arg("--state-dir")
-                .arg(self.state.path())
-                .arg("-q")
-                .args([
-                    "exec",
-                    "--prefix",
-                    &self.prefix,
-                    vm,
-                    "--",
-                    "bash",
-                    "-c",
-                    script,
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run netlab exec"),
-        )
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let o = self.netlab(&["down", "--prefix", &self.prefix]);
-        if !o.status.success() {
-            eprintln!(
-                "netlab down --prefix {}: {}",
-                self.prefix,
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
-}
-
-/// A child we started, killed by its pid and reaped on drop.
-struct Reap(std::process::Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn context(config: &Path, session: &str) -> ToolContext {
-    let settings = Settings::load(Some(config)).expect("config.env");
-    let env = Environment::resolve(&settings, &FlagOverrides::default()).expect("environment");
-    std::fs::create_dir_all(&env.audit_dir).unwrap();
-    let log = AuditLog::open_in_dir(&env.audit_dir, session).expect("audit log");
-    let gate = Arc::new(
-        Gate::builder(log)
-            .approver(AllRiskyApprover)
-            .timeout(Duration::from_secs(120))
-            .build(),
-    );
-    let azure = Arc::new(AzureCli::from_environment(gate.clone(), &env));
-    let remote = RemoteRunner::new(gate.clone(), Some(azure.clone()));
-    ToolContext {
-        session_dir: env.audit_dir.join(session),
-        env,
-        settings,
-        gate,
-        azure: Some(azure),
-        remote: Arc::new(remote),
-        session_id: SessionId::parse(session).unwrap(),
-        expectations: Expectations::default(),
-        cancel: Arc::new(AtomicBool::new(false)),
-    }
-}
+use lab::{context, netlab_bin, Lab};
 
 fn call(ctx: &ToolContext, tool: &dyn Tool, args: Value) -> ToolResult {
     let r = tool.call(ctx, &args);
@@ -265,17 +62,21 @@ fn one<'a>(r: &'a ToolResult, kind: &str) -> &'a Finding {
 
 #[test]
 fn control_plane_and_capture_tools_on_scenarios_l_p_s_e_u_v() {
-    if !is_root() {
-        println!("SKIP lab_cloud_tools: needs root (run the tests as root; the lab builds network namespaces)");
+    if let Some(why) = lab::skip_reason(&["ip", "ssh", "tcpdump"]) {
+        println!("SKIP lab_cloud_tools: {why}");
         return;
     }
-    let Some(bin) = netlab_bin() else {
-        println!("SKIP lab_cloud_tools: no netlab binary (run `cargo build -p netlab`, or set NETLAB_BIN)");
-        return;
-    };
-    let lab = Lab::up(bin);
-    let config = lab.config();
-    let ctx = context(&config, "ghost_20261122T090000Z");
+    let lab = Lab::up(
+        netlab_bin().unwrap(),
+        "gc",
+        &lab::demo().join("use_case_l/scenario.toml"),
+    );
+    let config = lab.config(&lab.work.path().join("audit"));
+    let ctx = context(
+        &config,
+        "ghost_20261122T090000Z",
+        Arc::new(AllRiskyApprover),
+    );
 
     // Baseline of dest-vm before any fault.
     let snap = call(

@@ -14,206 +14,21 @@
 //! test's target directory); otherwise it prints one SKIP line saying what enables it. The
 //! lab (prefix `gh<random>`) is torn down on success, failure and panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::AtomicBool;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
-use cloud_provider::azure::AzureCli;
-use cloud_provider::config::{Environment, FlagOverrides, Settings};
-use cloud_provider::remote::{RemotePath, RemoteRunner};
-use cloud_provider::session::SessionId;
-use ghost_agent::model::{Aspect, CoverageState, Expectations, Finding, ToolResult};
+use ghost_agent::model::{Aspect, CoverageState, Finding, ToolResult};
 use ghost_agent::tools::host::{InspectOsLayer, RunPipeMeter, RunShell};
 use ghost_agent::tools::{Tool, ToolContext};
-use safety_shell::approve::{AllRiskyApprover, Approver, NeverApprover};
-use safety_shell::audit::AuditLog;
-use safety_shell::exec::ExecOptions;
-use safety_shell::Gate;
+use safety_shell::approve::{AllRiskyApprover, NeverApprover};
 use serde_json::{json, Value};
 
-fn netlab_bin() -> Option<PathBuf> {
-    let p = match std::env::var_os("NETLAB_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            // {target}/debug/deps/lab_host_tools-HASH → {target}/debug/netlab
-            let exe = std::env::current_exe().ok()?;
-            exe.parent()?.parent()?.join("netlab")
-        }
-    };
-    p.is_file().then_some(p)
-}
+mod lab;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|u| u.parse::<u32>().ok())
-        })
-        == Some(0)
-}
+use lab::{context, netlab_bin, Lab};
 
 fn skip_reason() -> Option<String> {
-    if !is_root() {
-        return Some("needs root (the lab builds network namespaces)".into());
-    }
-    for tool in ["iperf", "qperf", "sshd", "tc", "iptables"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || Path::new("/usr/sbin").join(tool).is_file();
-        if !found {
-            return Some(format!("{tool} is not installed"));
-        }
-    }
-    if netlab_bin().is_none() {
-        return Some("no netlab binary (run `cargo build -p netlab`, or set NETLAB_BIN)".into());
-    }
-    None
-}
-
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
-}
-
-struct Lab {
-    bin: PathBuf,
-    id: String,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn nl(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.insert(1, "--prefix");
-        a.insert(2, &self.id);
-        Command::new(&self.bin)
-            .arg("-q")
-            .args(&a)
-            .env("NETLAB_STATE_DIR", self.dir.path().join("state"))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run netlab")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.nl(args);
-        assert!(
-            o.status.success(),
-            "netlab {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn up(bin: PathBuf) -> Lab {
-        use rand::Rng;
-        let id: String = (0..4)
-            .map(|_| {
-                b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::thread_rng().gen_range(0..36)] as char
-            })
-            .collect();
-        let lab = Lab {
-            bin,
-            id: format!("gh{id}"),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(lab.dir.path().join("state")).unwrap();
-        let scenario = format!(
-            "name = \"ghost_host_tools_lab\"\nbase = \"{}/base_topology.toml\"\n\n[[topology.vms]]\nname = \"dest-vm\"\nsubnet = \"default\"\nprivate_ip = \"198.18.1.5\"\nnsg = \"dest-vm-nsg\"\nservices = []\n",
-            demo().display()
-        );
-        let p = lab.dir.path().join("scenario.toml");
-        std::fs::write(&p, scenario).unwrap();
-        let o = Command::new(&lab.bin)
-            .args(["-q", "up", &p.display().to_string(), "--prefix", &lab.id])
-            .env("NETLAB_STATE_DIR", lab.dir.path().join("state"))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "netlab up: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        lab
-    }
-
-    /// The lab's config.env (LOCATION `netlab-local` is not an Azure region name for
-    /// cloud-provider's validation, so it is left out), with netlab's `az` front end.
-    fn config(&self, audit: &Path) -> PathBuf {
-        self.ok(&["env"]); // writes the az wrapper into the run directory
-        let text = self.ok(&["env", "--config"]);
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                !l.starts_with("LOCATION=")
-                    && !l.starts_with("NETLAB_")
-                    && !l.starts_with("AUDIT_DIR=")
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let az = self.dir.path().join("state").join(&self.id).join("bin/az");
-        let kept = format!(
-            "{kept}AZ_PATH={}\nAUDIT_DIR={}\n",
-            az.display(),
-            audit.display()
-        );
-        let p = self.dir.path().join("config.env");
-        std::fs::write(&p, kept).unwrap();
-        p
-    }
-
-    fn inject(&self, scenario: &str) {
-        let f = demo().join(scenario).join("scenario.toml");
-        self.ok(&["inject", &f.display().to_string()]);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let o = self.nl(&["down"]);
-        if !o.status.success() {
-            eprintln!("netlab down failed: {}", String::from_utf8_lossy(&o.stderr));
-        }
-    }
-}
-
-/// A tool context from a config.env, as the engine would build one: one gate (its audit log
-/// in the audit directory, the given approver), `az` through it, both VMs over SSH.
-fn context(config: &Path, audit: &Path, session: &str, approver: Arc<dyn Approver>) -> ToolContext {
-    let settings = Settings::load(Some(config)).expect("config.env");
-    let env = Environment::resolve(&settings, &FlagOverrides::default()).expect("environment");
-    let session_id = SessionId::parse(session).unwrap();
-    let log = AuditLog::open_in_dir(audit, session).expect("audit log");
-    let gate = Arc::new(
-        Gate::builder(log)
-            .approver_arc(approver)
-            .exec_options(ExecOptions {
-                max_output_bytes: netfilter_inspector::retrieve::DUMP_OUTPUT_CAP,
-                ..ExecOptions::default()
-            })
-            .timeout(Duration::from_secs(90))
-            .build(),
-    );
-    let azure = Arc::new(AzureCli::from_environment(gate.clone(), &env));
-    let remote =
-        RemoteRunner::from_environment(gate.clone(), Some(azure.clone()), &env, RemotePath::Ssh)
-            .expect("remote runner");
-    ToolContext {
-        session_dir: audit.join(session),
-        env,
-        settings,
-        gate,
-        azure: Some(azure),
-        remote: Arc::new(remote),
-        session_id,
-        expectations: Expectations::default(),
-        cancel: Arc::new(AtomicBool::new(false)),
-    }
+    lab::skip_reason(&["ip", "ssh", "tc", "iptables", "iperf", "qperf"])
 }
 
 fn call(ctx: &ToolContext, tool: &dyn Tool, args: Value) -> ToolResult {
@@ -276,12 +91,21 @@ fn host_tools_on_scenarios_k_and_j() {
     }
     let prefix: String;
     {
-        let lab = Lab::up(netlab_bin().unwrap());
-        prefix = format!("nl{}-", lab.id);
-        let audit = lab.dir.path().join("audit");
+        // The base topology without netlab's own iperf2/qperf servers: pipe-meter starts
+        // and stops its own on the standard ports.
+        let lab = Lab::up_text(
+            netlab_bin().unwrap(),
+            "gh",
+            &format!(
+                "name = \"ghost_host_tools_lab\"\nbase = \"{}/base_topology.toml\"\n\n[[topology.vms]]\nname = \"dest-vm\"\nsubnet = \"default\"\nprivate_ip = \"198.18.1.5\"\nnsg = \"dest-vm-nsg\"\nservices = []\n",
+                lab::demo().display()
+            ),
+        );
+        prefix = format!("nl{}-", lab.prefix);
+        let audit = lab.work.path().join("audit");
         std::fs::create_dir_all(&audit).unwrap();
         let cfg = lab.config(&audit);
-        let ctx = context(&cfg, &audit, "ghost_labhost", Arc::new(AllRiskyApprover));
+        let ctx = context(&cfg, "ghost_labhost", Arc::new(AllRiskyApprover));
         let os = InspectOsLayer;
 
         // Clean dest snapshot: the baseline of the drift check below.
@@ -343,7 +167,7 @@ fn host_tools_on_scenarios_k_and_j() {
         assert!(pm.findings.iter().all(|f| f.kind != "connectivity_drop"));
 
         // ---- Scenario J
-        lab.ok(&["clear", "--all"]);
+        lab.clear();
         lab.inject("use_case_j");
         let chk = call(
             &ctx,
@@ -410,7 +234,7 @@ fn host_tools_on_scenarios_k_and_j() {
         assert_eq!(sh.summary["exit_code"], json!(0));
         assert!(sh.untrusted);
 
-        let never = context(&cfg, &audit, "ghost_labnever", Arc::new(NeverApprover));
+        let never = context(&cfg, "ghost_labnever", Arc::new(NeverApprover));
         let denied = call(
             &never,
             &RunShell,

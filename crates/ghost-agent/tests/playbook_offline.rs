@@ -174,13 +174,6 @@ fn scenario_l_shape_second_fault_on_dest_is_not_missed() {
             }
             r
         }),
-        tool("inspect_routes", |_| {
-            let mut r = ToolResult::ok(json!({}));
-            r.coverage = vec![inspected(Aspect::Routes, None)];
-            r
-        }),
-        tool("trace_reachability", |_| ToolResult::ok(json!({}))),
-        tool("run_pipe_meter", |_| ToolResult::ok(json!({}))),
         os_layer(|vm, _| {
             if vm == "dest-vm" {
                 vec![Finding::new(
@@ -197,30 +190,16 @@ fn scenario_l_shape_second_fault_on_dest_is_not_missed() {
             }
         }),
     ];
+    tools.extend(quiet_routes_trace_meter());
     tools.push(tool("capture_traffic", |_| {
         ToolResult::failed("not expected")
     }));
-    let symptom = Symptom {
-        text: "iperf broken after a change window; maybe more than one issue".into(),
-        ports: vec![5001],
-        kinds: vec![SymptomKind::Unreachable, SymptomKind::AfterChange],
-        complaints: vec![complaint(
-            "iperf broken after a change window; maybe more than one issue",
-            &[SymptomKind::Unreachable, SymptomKind::AfterChange],
-            &[5001],
-            None,
-        )],
-        ..Default::default()
-    };
-    let mut e = Engine::start(ctx(dir.path(), sid), symptom, "playbook")
-        .unwrap()
-        .with_tools(tools);
-    assert_eq!(
-        playbook::run(&mut e, &PlaybookOptions::default()),
-        PlaybookOutcome::Concluded,
-        "{:?}",
-        e.state.refusals
+    let symptom = one_complaint(
+        "iperf broken after a change window; maybe more than one issue",
+        &[SymptomKind::Unreachable, SymptomKind::AfterChange],
+        &[5001],
     );
+    let e = concluded(dir.path(), sid, symptom, tools);
     let causes = e.state.conclusion.clone().unwrap().root_causes;
     assert_eq!(causes.len(), 2, "{:#?}", e.state.hypotheses);
     let first = e
@@ -242,4 +221,71 @@ fn scenario_l_shape_second_fault_on_dest_is_not_missed() {
         !e.state.calls.iter().any(|c| c.tool == "capture_traffic"),
         "no capture when the control plane explains it"
     );
+}
+
+#[test]
+fn scenario_p_shape_a_drop_on_another_port_is_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100004Z";
+    let mut tools: Vec<Box<dyn Tool>> = vec![
+        tool("inspect_nsg", |args| {
+            let mut r = ToolResult::ok(json!({}));
+            r.coverage = vec![
+                inspected(Aspect::NsgForward, None),
+                inspected(Aspect::NsgReturn, None),
+            ];
+            if args["port"] == json!(8080) {
+                r.findings = vec![Finding::new(
+                    Layer::Nsg,
+                    Some("dest-vm"),
+                    "nsg_deny",
+                    "dest-vm-nsg/block-8080",
+                    "deny 8080",
+                    "drops SYNs",
+                    Severity::High,
+                )
+                .attr("port", 8080)
+                .attr("protocol", "tcp")];
+            }
+            r
+        }),
+        os_layer(|vm, _| {
+            if vm == "dest-vm" {
+                vec![Finding::new(
+                    Layer::OsFirewall,
+                    Some("dest-vm"),
+                    "iptables_drop",
+                    "filter/INPUT #1",
+                    "INPUT drops tcp/5001",
+                    "silently dropped",
+                    Severity::High,
+                )
+                .attr("port", 5001)
+                .attr("protocol", "tcp")]
+            } else {
+                vec![]
+            }
+        }),
+    ];
+    tools.extend(quiet_routes_trace_meter());
+    let symptom = one_complaint(
+        "8080 unreachable after a change that was rolled back",
+        &[SymptomKind::Unreachable, SymptomKind::AfterChange],
+        &[8080],
+    );
+    let e = concluded(dir.path(), sid, symptom, tools);
+    let causes = e.state.conclusion.clone().unwrap().root_causes;
+    assert_eq!(causes.len(), 2, "{:#?}", e.state.hypotheses);
+    let second = e
+        .state
+        .hypotheses
+        .iter()
+        .find(|h| h.id == causes[1])
+        .unwrap();
+    assert_eq!(second.layer, Layer::OsFirewall);
+    assert_eq!(
+        second.thread, "T2",
+        "the DROP on 5001 does not explain the 8080 complaint"
+    );
+    assert_eq!(e.state.threads.len(), 2);
 }

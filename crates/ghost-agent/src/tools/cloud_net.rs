@@ -817,7 +817,12 @@ pub fn route_audit(
     let table = RouteTable::new(&vm.nic.routes).map_err(|e| format!("routes of {}: {e}", vm.vm))?;
     let a = table.audit();
     let mut findings = Vec::new();
-    for b in &a.blackholes {
+    // Azure's own `None` system routes (RFC 1918 / RFC 6598 ranges outside the VNet) are
+    // how every VNet behaves, not a fault: only user-defined and BGP blackholes are findings.
+    for b in a.blackholes.iter().filter(|b| {
+        effective_network_inspector::route::SourceKind::of(&b.source)
+            != effective_network_inspector::route::SourceKind::Default
+    }) {
         findings.push(udr_finding(
             &vm.vm,
             "route_blackhole",

@@ -210,3 +210,44 @@ pub fn k_symptom() -> Symptom {
         ..Default::default()
     }
 }
+
+/// A symptom of one complaint.
+pub fn one_complaint(text: &str, kinds: &[SymptomKind], ports: &[u16]) -> Symptom {
+    Symptom {
+        text: text.into(),
+        ports: ports.to_vec(),
+        kinds: kinds.to_vec(),
+        complaints: vec![complaint(text, kinds, ports, None)],
+        ..Default::default()
+    }
+}
+
+/// Routes and trace that find nothing (covering the routes), and a measurement with no
+/// finding.
+pub fn quiet_routes_trace_meter() -> Vec<Box<dyn Tool>> {
+    vec![
+        tool("inspect_routes", |_| {
+            let mut r = ToolResult::ok(json!({}));
+            r.coverage = vec![inspected(Aspect::Routes, None)];
+            r
+        }),
+        tool("trace_reachability", |_| ToolResult::ok(json!({}))),
+        tool("run_pipe_meter", |_| ToolResult::ok(json!({}))),
+    ]
+}
+
+/// Starts a session, runs the playbook, asserts the conclusion was accepted.
+pub fn concluded(
+    dir: &std::path::Path,
+    sid: &str,
+    symptom: Symptom,
+    tools: Vec<Box<dyn Tool>>,
+) -> ghost_agent::engine::Engine {
+    use ghost_agent::playbook::{self, PlaybookOptions, PlaybookOutcome};
+    let mut e = ghost_agent::engine::Engine::start(ctx(dir, sid), symptom, "playbook")
+        .unwrap()
+        .with_tools(tools);
+    let out = playbook::run(&mut e, &PlaybookOptions::default());
+    assert_eq!(out, PlaybookOutcome::Concluded, "{:?}", e.state.refusals);
+    e
+}
