@@ -525,11 +525,27 @@ fn aspects_for(layer: Layer) -> Vec<Aspect> {
 /// Attaches findings to hypotheses and resolves every open hypothesis.
 pub fn resolve(engine: &mut Engine) {
     let threads = engine.state.threads.clone();
+    // A drop inside a chain added since the baseline is the blocking change, even where it
+    // only filters forwarded traffic (rated informational on its own): scenario O's Docker
+    // isolation chains.
+    let added_chains: Vec<(Option<String>, String)> = engine
+        .state
+        .findings
+        .iter()
+        .filter(|f| f.kind == "drift" && attr_str(f, "change") == Some("chain_added"))
+        .filter_map(|f| Some((f.vm.clone(), attr_str(f, "chain")?.to_string())))
+        .collect();
     let findings: Vec<Finding> = engine
         .state
         .findings
         .iter()
-        .filter(|f| f.severity >= Severity::Medium)
+        .filter(|f| {
+            f.severity >= Severity::Medium
+                || (is_blocking(&f.kind)
+                    && attr_str(f, "chain").is_some_and(|c| {
+                        added_chains.iter().any(|(vm, ch)| *vm == f.vm && ch == c)
+                    }))
+        })
         .cloned()
         .collect();
     // Causes first: attach each cause finding to the matching hypothesis of every thread

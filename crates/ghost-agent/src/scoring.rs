@@ -91,6 +91,8 @@ pub fn accepted_kinds(expected: &str) -> Vec<&str> {
         // A policy changed to DROP since the baseline: the current policy_drop finding
         // (the drift tool's own findings are supporting evidence).
         "policy_drift" => vec!["policy_drift", "policy_drop"],
+        // Docker's chains appeared: the drop in the added isolation chain is what blocks.
+        "docker_chains" => vec!["docker_chains", "iptables_drop"],
         other => vec![other],
     }
 }
