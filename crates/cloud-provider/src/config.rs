@@ -190,6 +190,10 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         description: "expected round-trip latency between the VMs in microseconds (ghost-agent)",
     },
     KeySpec {
+        key: "EXPECTED_PATH_MTU",
+        description: "MTU the network path carries (default 1500); a larger interface MTU is a finding (ghost-agent)",
+    },
+    KeySpec {
         key: "EXPECTED_MAX_VARIATION",
         description: "largest acceptable coefficient of variation of a measurement series (ghost-agent)",
     },

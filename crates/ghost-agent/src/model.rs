@@ -29,6 +29,8 @@ pub enum Layer {
     Storage,
     /// A service on a VM (listening or not).
     Service,
+    /// Interface MTU against the path MTU.
+    Mtu,
 }
 
 impl Layer {
@@ -44,6 +46,7 @@ impl Layer {
             Layer::Drift => "drift",
             Layer::Storage => "storage",
             Layer::Service => "service",
+            Layer::Mtu => "mtu",
         }
     }
 }

@@ -107,7 +107,13 @@ fn is_blocking(kind: &str) -> bool {
 fn is_shaping(kind: &str) -> bool {
     matches!(
         kind,
-        "tbf_rate" | "delay" | "random_loss" | "corruption" | "packet_diversion" | "netem"
+        "tbf_rate"
+            | "delay"
+            | "random_loss"
+            | "corruption"
+            | "packet_diversion"
+            | "netem"
+            | "mtu_mismatch"
     )
 }
 

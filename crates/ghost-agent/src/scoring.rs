@@ -93,6 +93,8 @@ pub fn accepted_kinds(expected: &str) -> Vec<&str> {
         "policy_drift" => vec!["policy_drift", "policy_drop"],
         // Docker's chains appeared: the drop in the added isolation chain is what blocks.
         "docker_chains" => vec!["docker_chains", "iptables_drop"],
+        // The rule that drops ICMP fragmentation-needed (its protocol and chain are matched).
+        "icmp_frag_needed_dropped" => vec!["icmp_frag_needed_dropped", "iptables_drop"],
         other => vec![other],
     }
 }

@@ -1,4 +1,4 @@
-//! Lab test: the playbook investigates the lab scenarios (A, D, E, G-S, U, V) end to end through
+//! Lab test: the playbook investigates the lab scenarios (A, B2, D, E, G-S, U, V) end to end through
 //! `ghost-agent eval` (netlab up → inject → investigate with the investigation approval
 //! policy → score on structured fields → teardown) and every one must pass: every expected
 //! cause named with evidence, no cause that is not there, the lab unchanged by the
@@ -12,7 +12,7 @@ use serde_json::Value;
 mod lab;
 
 /// Every scenario the playbook diagnoses today (see docs/ghost-agent.md for the others).
-const SCENARIOS: &str = "A,D,E,G,H,I,J,K,L,M,N,O,P,Q,R,S,U,V";
+const SCENARIOS: &str = "A,B2,D,E,G,H,I,J,K,L,M,N,O,P,Q,R,S,U,V";
 
 use lab::{demo, netlab_bin};
 

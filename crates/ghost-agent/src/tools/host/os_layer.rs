@@ -255,6 +255,22 @@ fn inspect(ctx: &ToolContext, a: &OsArgs<'_>) -> ToolResult {
             Err(e) => notes.push(format!("the queue's consumer was not identified: {e}")),
         }
     }
+    // Interface MTUs against the path MTU (Azure VNets carry 1500-byte packets unless the
+    // operator configured more: EXPECTED_PATH_MTU).
+    let path_mtu = ctx
+        .settings
+        .get("EXPECTED_PATH_MTU")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|v| (576..=65535).contains(v))
+        .unwrap_or(1500);
+    if let Ok(o) = ctx
+        .remote
+        .run(vm, "ip -o link show", "interface MTUs against the path MTU")
+    {
+        if o.success() {
+            findings.extend(mtu_findings(vm, &o.stdout, path_mtu));
+        }
+    }
     let mut artifacts = Vec::new();
     let snapshot_id = match store_snapshot(ctx, &snap) {
         Ok((id, a)) => {
@@ -567,6 +583,52 @@ fn store_diff(
 /// The ruleset of baseline `id`: `{id}_baseline.json` or `{id}_snapshot.json` in the audit
 /// directory, the session directory's parent or the session directory, verified against
 /// its sidecar.
+/// `mtu_mismatch` for every interface (but loopback) whose MTU exceeds the path MTU: large
+/// segments leave the VM and are dropped on the way unless PMTU discovery works end to end.
+pub fn mtu_findings(vm: &str, ip_link: &str, path_mtu: u32) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for line in ip_link.lines().take(1000) {
+        let mut words = line.split_whitespace();
+        let Some(dev) = words.nth(1) else { continue };
+        let dev = dev.trim_end_matches(':');
+        let dev = dev.split('@').next().unwrap_or(dev);
+        if dev == "lo" || dev.is_empty() {
+            continue;
+        }
+        let all: Vec<&str> = line.split_whitespace().collect();
+        let Some(mtu) = all
+            .windows(2)
+            .find(|w| w[0] == "mtu")
+            .and_then(|w| w[1].parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if mtu > path_mtu {
+            out.push(
+                Finding::new(
+                    Layer::Mtu,
+                    Some(vm),
+                    "mtu_mismatch",
+                    format!("{dev} mtu {mtu}"),
+                    format!("{vm}: {dev} has MTU {mtu}, above the path MTU {path_mtu}"),
+                    "segments larger than the path MTU are dropped on the way; small requests work, large transfers stall unless ICMP fragmentation-needed reaches the sender",
+                    Severity::Medium,
+                )
+                .attr("dev", dev)
+                .attr("mtu", mtu)
+                .attr("expected", path_mtu)
+                .with_remediation(Remediation {
+                    command: format!("ip link set dev {dev} mtu {path_mtu}"),
+                    run_on: vm.to_string(),
+                    explanation: format!("set {dev}'s MTU to the path MTU"),
+                    verify: format!("ip -o link show {dev} shows mtu {path_mtu}; a large transfer completes"),
+                }),
+            );
+        }
+    }
+    out
+}
+
 fn load_baseline(ctx: &ToolContext, id: &str) -> Result<(Ruleset, String), String> {
     let mut dirs: Vec<&Path> = vec![ctx.env.audit_dir.as_path()];
     if let Some(p) = ctx.session_dir.parent() {
@@ -1558,6 +1620,23 @@ mod tests {
             p.remediation.as_ref().unwrap().command,
             "iptables -t mangle -D POSTROUTING -o eth0 -m comment --comment \"netlab-emulator q105\" -j NFQUEUE --queue-num 105"
         );
+    }
+
+    #[test]
+    fn interface_mtu_above_the_path_is_a_finding() {
+        let text = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\n2: eth0@if12: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 9000 qdisc tbf state UP\ngarbage\n3: eth1: <UP> mtu abc\n";
+        let f = mtu_findings("source-vm", text, 1500);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].kind, "mtu_mismatch");
+        assert_eq!(f[0].attrs["dev"], json!("eth0"));
+        assert_eq!(f[0].attrs["mtu"], json!(9000));
+        assert!(f[0]
+            .remediation
+            .as_ref()
+            .unwrap()
+            .command
+            .contains("mtu 1500"));
+        assert!(mtu_findings("v", "2: eth0: <UP> mtu 1500 qdisc x\n", 1500).is_empty());
     }
 
     #[test]
