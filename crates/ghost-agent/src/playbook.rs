@@ -46,6 +46,8 @@ pub struct PlaybookOptions {
     pub duration_secs: u32,
     /// Capture duration in seconds.
     pub capture_secs: u32,
+    /// Pause between two checks of a capture task.
+    pub poll_interval: std::time::Duration,
 }
 
 impl Default for PlaybookOptions {
@@ -54,6 +56,7 @@ impl Default for PlaybookOptions {
             iterations: 2,
             duration_secs: 2,
             capture_secs: 12,
+            poll_interval: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -462,19 +465,32 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
             "the control plane is clean, connectivity fails and the OS layer did not explain it: capture on both ends",
         ) {
             if let Some(task) = out.result.summary.get("task_id").and_then(Value::as_str).map(str::to_string) {
-                for _ in 0..30 {
+                // Poll until analysed (or failed), for the capture's duration plus the time
+                // to stop, download and analyse it.
+                let budget = std::time::Duration::from_secs(u64::from(opts.capture_secs) + 120);
+                let started = std::time::Instant::now();
+                loop {
                     if cancelled(engine) {
                         return interrupted(engine);
                     }
                     let o = engine.call(
                         "check_task",
-                        &json!({"task_id": task, "wait_secs": 10}),
+                        &json!({"task_id": task}),
                         "wait for the capture to be analysed",
                     );
-                    let state = o.result.summary.get("state").and_then(Value::as_str).unwrap_or("");
-                    if !o.result.ok || matches!(state, "analysed" | "failed" | "cancelled" | "cleaned") {
+                    let state = o
+                        .result
+                        .summary
+                        .get("state")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    if !o.result.ok
+                        || matches!(state, "analysed" | "failed" | "cancelled" | "cleaned")
+                        || started.elapsed() > budget
+                    {
                         break;
                     }
+                    std::thread::sleep(opts.poll_interval);
                 }
                 engine.call(
                     "cleanup_task",

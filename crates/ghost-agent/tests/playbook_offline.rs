@@ -289,3 +289,74 @@ fn scenario_p_shape_a_drop_on_another_port_is_its_own_thread() {
     );
     assert_eq!(e.state.threads.len(), 2);
 }
+
+#[test]
+fn capture_only_when_cheaper_evidence_ran_out_then_polled_and_cleaned() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100005Z";
+    let checks = Arc::new(AtomicU32::new(0));
+    let seen = checks.clone();
+    let mut tools = clean_control_plane();
+    tools.push(tool("run_pipe_meter", |_| ToolResult::ok(json!({}))));
+    tools.push(os_layer(|_, _| vec![]));
+    tools.push(tool("capture_traffic", |args| {
+        assert_eq!(args["both"], json!(true));
+        assert_eq!(args["filter"]["port"], json!(8080));
+        ToolResult::ok(json!({"task_id": "t-1", "state": "running"}))
+    }));
+    tools.push(tool("check_task", move |args| {
+        assert_eq!(
+            args,
+            &json!({"task_id": "t-1"}),
+            "check_task takes the task id only"
+        );
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let state = if n < 2 { "running" } else { "analysed" };
+        let mut r = ToolResult::ok(json!({"task_id": "t-1", "state": state}));
+        if state == "analysed" {
+            r.findings = vec![Finding::new(
+                Layer::Wire,
+                Some("dest-vm"),
+                "handshake_unanswered",
+                "tcp 198.18.1.4 -> 198.18.1.5:8080",
+                "SYNs without SYN-ACK",
+                "frames 1, 3, 5",
+                Severity::Medium,
+            )
+            .attr("port", 8080)];
+        }
+        r
+    }));
+    tools.push(tool("cleanup_task", |_| {
+        ToolResult::ok(json!({"state": "cleaned"}))
+    }));
+    let symptom = one_complaint(
+        "source cannot reach dest on port 8080",
+        &[SymptomKind::Unreachable],
+        &[8080],
+    );
+    let mut e = Engine::start(ctx(dir.path(), sid), symptom, "playbook")
+        .unwrap()
+        .with_tools(tools);
+    let opts = PlaybookOptions {
+        poll_interval: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    assert_eq!(
+        playbook::run(&mut e, &opts),
+        PlaybookOutcome::Concluded,
+        "{:?}",
+        e.state.refusals
+    );
+    assert_eq!(checks.load(Ordering::SeqCst), 3, "polled until analysed");
+    assert!(e.state.pending_tasks.is_empty(), "the task was cleaned up");
+    // The wire finding is reported, not invented into a cause.
+    assert!(e
+        .state
+        .findings
+        .iter()
+        .any(|f| f.kind == "handshake_unanswered"));
+    assert!(e.state.conclusion.as_ref().unwrap().root_causes.is_empty());
+}
