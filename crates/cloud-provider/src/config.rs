@@ -186,6 +186,22 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         description: "expected throughput between the VMs, for pipe-meter verdicts",
     },
     KeySpec {
+        key: "UPLOAD",
+        description: "pipe-meter: upload the run's artifacts to the blob container (true/false)",
+    },
+    KeySpec {
+        key: "OPEN_BLOCKED_PORTS",
+        description: "pipe-meter: open measurement ports an NSG denies, with approval (true/false)",
+    },
+    KeySpec {
+        key: "KEEP_OPENED_RULES",
+        description: "pipe-meter: keep the rules OPEN_BLOCKED_PORTS created (true/false)",
+    },
+    KeySpec {
+        key: "INSTALL_MISSING",
+        description: "pipe-meter: install missing qperf/iperf2 with approval (true/false)",
+    },
+    KeySpec {
         key: "EXPECTED_LATENCY_US",
         description: "expected round-trip latency between the VMs in microseconds (ghost-agent)",
     },

@@ -374,18 +374,31 @@ fn run(a: RunArgs) -> Result<i32, Fail> {
             }
         }
     };
-    let upload = a.upload
-        || settings.get("UPLOAD").is_some_and(|v| {
-            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
-        });
+    // A flag beats the config key; a key with a value that is not a boolean is a usage
+    // error, never silently false.
+    let switch = |flag: bool, key: &str| -> Result<bool, Fail> {
+        if flag {
+            return Ok(true);
+        }
+        match settings.get(key) {
+            None => Ok(false),
+            Some(v) => {
+                cloud_provider::config::parse_bool(key, &v).map_err(|e| Fail(2, e.to_string()))
+            }
+        }
+    };
+    let upload = switch(a.upload, "UPLOAD")?;
+    let open_blocked_ports = switch(a.open_blocked_ports, "OPEN_BLOCKED_PORTS")?;
+    let keep_opened_rules = switch(a.keep_opened_rules, "KEEP_OPENED_RULES")?;
+    let install_missing = switch(a.install_missing, "INSTALL_MISSING")?;
     let blob_auth = cloud_provider::provider::BlobAuth::from_settings(&settings)
         .map_err(|e| Fail(2, e.to_string()))?;
     let opts = RunOptions {
         cancel,
         progress: Some(&progress),
-        open_blocked_ports: a.open_blocked_ports,
-        keep_opened_rules: a.keep_opened_rules,
-        install_missing: a.install_missing,
+        open_blocked_ports,
+        keep_opened_rules,
+        install_missing,
         upload,
         blob_auth,
         ..RunOptions::default()

@@ -88,6 +88,34 @@ fn config_file_keys_are_read() {
 }
 
 #[test]
+fn switch_keys_must_be_booleans() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.env");
+    for key in [
+        "OPEN_BLOCKED_PORTS",
+        "KEEP_OPENED_RULES",
+        "INSTALL_MISSING",
+        "UPLOAD",
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "SOURCE_VM_PRIVATE_IP=198.18.1.4\nDEST_VM_PRIVATE_IP=198.18.1.5\n{key}=maybe\n"
+            ),
+        )
+        .unwrap();
+        cmd()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--approve", "never", "--audit-dir"])
+            .arg(dir.path().join("audit"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(key));
+    }
+}
+
+#[test]
 fn unreachable_vm_is_exit_3_with_a_json_result() {
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
