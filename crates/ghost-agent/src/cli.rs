@@ -322,20 +322,10 @@ fn approver_for(run: &RunArgs, settings: &Settings) -> Result<Arc<dyn Approver>,
 }
 
 fn ctrl_c(cancel: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("ghost-agent: interrupted; saving the session after the current step");
-                cancel.store(true, Ordering::SeqCst);
-            }
-        });
-    });
+    cloud_provider::interrupt::on_ctrl_c(vec![Box::new(move || {
+        eprintln!("ghost-agent: interrupted; saving the session after the current step");
+        cancel.store(true, Ordering::SeqCst);
+    })]);
 }
 
 /// A lab brought up for `--lab`, torn down on drop.
@@ -397,12 +387,7 @@ pub(crate) fn netlab(bin: &Path, args: &[&str]) -> Result<String, Failure> {
 }
 
 impl LabRun {
-    pub(crate) fn up(
-        dir: &Path,
-        audit_dir: &Path,
-        keep: bool,
-        quiet: bool,
-    ) -> Result<LabRun, Failure> {
+    pub(crate) fn up(dir: &Path, keep: bool, quiet: bool) -> Result<LabRun, Failure> {
         let scenario = if dir.is_dir() {
             dir.join("scenario.toml")
         } else {
@@ -478,44 +463,14 @@ impl LabRun {
             eprintln!("ghost-agent: lab {prefix}: injecting the scenario's faults ({stage})");
         }
         netlab(&bin, &["inject", "--prefix", &prefix, "--stage", stage, &s])?;
+        // netlab's config.env names the lab's VMs, SSH keys and its az front end (AZ_PATH);
+        // the audit directory is given as a flag wherever the config is used.
         let exports = netlab(&bin, &["env", "--prefix", &prefix])?;
-        let config = netlab(&bin, &["env", "--prefix", &prefix, "--config"])?;
-        // The az front end lives in {run_dir}/bin, which `netlab env` puts first on PATH.
-        let az = exports
+        lab.config = exports
             .lines()
-            .find_map(|l| l.strip_prefix("export PATH="))
-            .and_then(|p| {
-                p.trim_matches(['"', '\''])
-                    .split(':')
-                    .next()
-                    .map(|d| Path::new(d).join("az"))
-            })
-            .filter(|p| p.is_file());
-        let mut kept = String::new();
-        for line in config.lines() {
-            if line.starts_with("AUDIT_DIR=") || line.starts_with("AZ_PATH=") {
-                continue;
-            }
-            if let Some(v) = line.strip_prefix("LOCATION=") {
-                // Keep the lab's region only when it is a valid region name.
-                if !v
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                {
-                    continue;
-                }
-            }
-            kept.push_str(line);
-            kept.push('\n');
-        }
-        if let Some(az) = az {
-            kept.push_str(&format!("AZ_PATH={}\n", az.display()));
-        }
-        kept.push_str(&format!("AUDIT_DIR={}\n", audit_dir.display()));
-        std::fs::create_dir_all(audit_dir).or_fail(3)?;
-        let path = audit_dir.join(format!("lab_{prefix}_config.env"));
-        std::fs::write(&path, kept).or_fail(3)?;
-        lab.config = path;
+            .find_map(|l| l.strip_prefix("export NETLAB_CONFIG="))
+            .map(|p| PathBuf::from(p.trim().trim_matches(['"', '\''])))
+            .ok_or_else(|| fail(3, anyhow!("netlab env did not name the lab's config.env")))?;
         Ok(lab)
     }
 }
@@ -668,7 +623,7 @@ fn investigate(a: InvestigateArgs, quiet: bool) -> Result<u8, Failure> {
                     anyhow!("--lab builds network namespaces and needs root: run it with sudo"),
                 ));
             }
-            Some(LabRun::up(dir, &audit_dir, a.keep_lab, quiet)?)
+            Some(LabRun::up(dir, a.keep_lab, quiet)?)
         }
         None => None,
     };
@@ -873,7 +828,7 @@ pub(crate) fn execute_session(
                     .map(|o| format!("{} ({})", o.what, o.kind))
                     .collect();
                 let note = format!(
-                    "orphaned captures from earlier sessions (remove them with `cloud-orchestrator orphans --cleanup`): {}",
+                    "orphaned captures from earlier sessions (remove them with `cloud-orchestrator orphans --clean`): {}",
                     names.join(", ")
                 );
                 eprintln!("ghost-agent: {note}");

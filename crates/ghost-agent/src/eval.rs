@@ -165,7 +165,7 @@ fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> 
             return s;
         }
     };
-    let lab = match LabRun::up(dir, audit_dir, false, quiet) {
+    let lab = match LabRun::up(dir, false, quiet) {
         Ok(l) => l,
         Err(f) => {
             s.error = Some(format!("{:#}", f.error));

@@ -357,8 +357,8 @@ fn run(cli: &Cli) -> Result<ExitCode, LabError> {
                     "export NETLAB_SSH_CONFIG={}",
                     l.run_dir().join("ssh").join("ssh_config").display()
                 );
-                let bin = crate::az::cmds::write_wrapper(&l, &sd)
-                    .map_err(|e| LabError::Runtime(format!("cannot write the az wrapper: {e}")))?;
+                // write_config_env wrote the az wrapper there.
+                let bin = l.run_dir().join("bin");
                 println!("# `az` on this PATH answers from the lab (netlab az), never from Azure");
                 println!("export PATH=\"{}:$PATH\"", bin.display());
                 println!("# config.env ({}):", p.display());

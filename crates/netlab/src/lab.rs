@@ -1244,6 +1244,9 @@ pub fn config_env(lab: &Lab) -> String {
             acct.map(|a| a.container.clone()).unwrap_or_default()
         ),
         "AUDIT_DIR=./audit".to_string(),
+        // The az front end's wrapper (written with this file), so the tools reach the lab's
+        // control plane without any PATH change.
+        format!("AZ_PATH={}", lab.run_dir().join("bin").join("az").display()),
         format!("NETLAB_RUN={}", lab.st.run),
         format!(
             "NETLAB_STATE_DIR={}",
@@ -1260,8 +1263,15 @@ pub fn config_env(lab: &Lab) -> String {
     lines.join("\n") + "\n"
 }
 
-/// Writes `{run_dir}/config.env`.
+/// Writes `{run_dir}/config.env` and the `az` wrapper its `AZ_PATH` names.
 pub fn write_config_env(lab: &Lab) -> Result<PathBuf> {
+    let state_dir = lab
+        .run_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    crate::az::cmds::write_wrapper(lab, &state_dir)
+        .map_err(|e| LabError::Runtime(format!("cannot write the az wrapper: {e}")))?;
     let p = lab.run_dir().join("config.env");
     write_atomic(&p, config_env(lab).as_bytes())?;
     Ok(p)

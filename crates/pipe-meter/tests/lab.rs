@@ -113,22 +113,14 @@ impl Lab {
         );
         lab
     }
-    /// The lab's config.env, without the keys other tools do not accept (LOCATION
-    /// `netlab-local` is not an Azure region name for cloud-provider's validation).
+    /// The lab's config.env as netlab wrote it (its AZ_PATH is the lab's az front end, so
+    /// the preflight reads the lab's effective NSGs).
     fn config(&self) -> PathBuf {
-        self.ok(&["env"]); // writes the az wrapper into the run directory
-        let text = self.ok(&["env", "--config"]);
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("LOCATION=") && !l.starts_with("NETLAB_"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        // netlab's az front end, so the preflight reads the lab's effective NSGs.
-        let az = self.dir.path().join("state").join(&self.id).join("bin/az");
-        let kept = format!("{kept}AZ_PATH={}\n", az.display());
-        let p = self.dir.path().join("config.env");
-        std::fs::write(&p, kept).unwrap();
-        p
+        self.dir
+            .path()
+            .join("state")
+            .join(&self.id)
+            .join("config.env")
     }
     fn listening(&self, vm: &str) -> String {
         let o = Command::new("ip")

@@ -126,41 +126,17 @@ impl Lab {
         self.ok(&["clear", "--prefix", &self.prefix, "--all"]);
     }
 
-    /// config.env of the lab with an `az` wrapper over netlab's front end and `AUDIT_DIR`
-    /// = `audit` (LOCATION `netlab-local` is no Azure region for cloud-provider's
-    /// validation, so it is left out).
+    /// The lab's config.env (its `AZ_PATH` is netlab's az front end) with `AUDIT_DIR` =
+    /// `audit`.
     pub fn config(&self, audit: &Path) -> PathBuf {
         let text = self.ok(&["env", "--prefix", &self.prefix, "--config"]);
-        let wrapper = self.work.path().join("az");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec '{}' --state-dir '{}' -q az --prefix {} \"$@\"\n",
-                self.bin.display(),
-                self.state.path().display(),
-                self.prefix
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         let kept: String = text
             .lines()
-            .filter(|l| {
-                !l.starts_with("LOCATION=")
-                    && !l.starts_with("NETLAB_")
-                    && !l.starts_with("AUDIT_DIR=")
-                    && !l.starts_with("AZ_PATH=")
-            })
+            .filter(|l| !l.starts_with("AUDIT_DIR="))
             .map(|l| format!("{l}\n"))
             .collect();
-        let kept = format!(
-            "{kept}AZ_PATH={}\nAUDIT_DIR={}\n",
-            wrapper.display(),
-            audit.display()
-        );
         let p = self.work.path().join("config.env");
-        std::fs::write(&p, kept).unwrap();
+        std::fs::write(&p, format!("{kept}AUDIT_DIR={}\n", audit.display())).unwrap();
         p
     }
 
