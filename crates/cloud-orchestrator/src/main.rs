@@ -327,24 +327,16 @@ impl Sleeper for InterruptibleSleeper {
 /// First Ctrl-C: stop the running captures and keep what they hold (download, analyse).
 /// Second Ctrl-C: exit at once (the captures are then orphans for the next run).
 fn watch_ctrl_c(flag: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("cloud-orchestrator: interrupted; stopping the captures and keeping what they hold (Ctrl-C again to quit at once)");
-                flag.store(true, Ordering::SeqCst);
-            }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("cloud-orchestrator: quitting; run `cloud-orchestrator orphans` to find what was left running");
-                std::process::exit(130);
-            }
-        });
-    });
+    cloud_provider::interrupt::on_ctrl_c(vec![
+        Box::new(move || {
+            eprintln!("cloud-orchestrator: interrupted; stopping the captures and keeping what they hold (Ctrl-C again to quit at once)");
+            flag.store(true, Ordering::SeqCst);
+        }),
+        Box::new(|| {
+            eprintln!("cloud-orchestrator: quitting; run `cloud-orchestrator orphans` to find what was left running");
+            std::process::exit(130);
+        }),
+    ]);
 }
 
 fn header(o: &Orchestrator, kind: &str) -> serde_json::Map<String, serde_json::Value> {

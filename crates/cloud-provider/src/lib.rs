@@ -30,6 +30,7 @@ pub mod azure;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod interrupt;
 pub mod models;
 pub mod provider;
 pub mod remote;

@@ -339,20 +339,10 @@ fn run(a: RunArgs) -> Result<i32, Fail> {
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("pipe-meter: interrupted; stopping the servers it started");
-                    cancel.store(true, Ordering::SeqCst);
-                }
-            });
-        });
+        cloud_provider::interrupt::on_ctrl_c(vec![Box::new(move || {
+            eprintln!("pipe-meter: interrupted; stopping the servers it started");
+            cancel.store(true, Ordering::SeqCst);
+        })]);
     }
     let show_progress =
         !a.json && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
