@@ -457,9 +457,9 @@ impl Engine {
                 }
             }
         }
-        for t in ["task_id", "capture_task"] {
-            if let Some(id) = result.summary.get(t).and_then(Value::as_str) {
-                if name == "capture_traffic" && !self.state.pending_tasks.iter().any(|x| x == id) {
+        if name == "capture_traffic" {
+            if let Some(id) = result.summary.get("task_id").and_then(Value::as_str) {
+                if !self.state.pending_tasks.iter().any(|x| x == id) {
                     self.state.pending_tasks.push(id.to_string());
                 }
             }
@@ -621,13 +621,9 @@ impl Engine {
         let Some(id) = s("id") else {
             return ToolResult::failed(format!("{action} needs the hypothesis `id`"));
         };
-        let known_ids: Vec<String> = self
-            .state
-            .calls
-            .iter()
-            .flat_map(|c| {
-                std::iter::once(c.audit_id.clone()).chain(c.command_audit_ids.iter().cloned())
-            })
+        let known_ids: Vec<String> = rules::known_audit_ids(&self.state)
+            .into_iter()
+            .map(str::to_string)
             .collect();
         let known_findings: Vec<String> =
             self.state.findings.iter().map(|f| f.id.clone()).collect();

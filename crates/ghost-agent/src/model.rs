@@ -342,6 +342,32 @@ impl Finding {
     }
 }
 
+/// True for finding kinds that block a path (fixed first, each followed by a verification).
+pub fn is_blocking_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "nsg_deny" | "policy_drop" | "fail2ban_ban" | "service_endpoint_missing"
+    ) || kind.starts_with("route_")
+        || kind.starts_with("iptables_")
+}
+
+/// True for finding kinds that degrade a path without blocking it (fixed after the
+/// blocking ones).
+pub fn is_degradation_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "tbf_rate"
+            | "rate_limit"
+            | "delay"
+            | "random_loss"
+            | "corruption"
+            | "duplication"
+            | "reordering"
+            | "packet_diversion"
+            | "mtu_mismatch"
+    )
+}
+
 /// An aspect of the path the coverage gate requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

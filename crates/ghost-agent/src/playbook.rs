@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::engine::{CallOutcome, Engine, COMPLETE_INVESTIGATION, MANAGE_HYPOTHESES};
 use crate::model::{
-    Aspect, CoverageState, Finding, HypothesisStatus, Layer, Protocol, Severity, SymptomKind,
-    Thread,
+    is_blocking_kind as is_blocking, is_degradation_kind as is_shaping, Aspect, CoverageState,
+    Finding, HypothesisStatus, Layer, Protocol, Severity, SymptomKind, Thread,
 };
 
 /// How a playbook run ended.
@@ -91,33 +91,6 @@ fn is_pair_thread(t: &Thread) -> bool {
         .iter()
         .any(|k| k.is_connectivity() || k.is_performance())
         || t.complaint.kinds.is_empty()
-}
-
-fn is_blocking(kind: &str) -> bool {
-    matches!(
-        kind,
-        "nsg_deny"
-            | "route_blackhole"
-            | "route_nva"
-            | "iptables_drop"
-            | "iptables_reject"
-            | "policy_drop"
-            | "fail2ban_ban"
-            | "service_endpoint_missing"
-    )
-}
-
-fn is_shaping(kind: &str) -> bool {
-    matches!(
-        kind,
-        "tbf_rate"
-            | "delay"
-            | "random_loss"
-            | "corruption"
-            | "packet_diversion"
-            | "netem"
-            | "mtu_mismatch"
-    )
 }
 
 fn attr_u64(f: &Finding, k: &str) -> Option<u64> {
@@ -446,13 +419,7 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
     let connectivity = threads
         .iter()
         .any(|t| t.complaint.kinds.iter().any(|k| k.is_connectivity()));
-    let connectivity_failed = engine
-        .state
-        .findings
-        .iter()
-        .any(|f| f.kind == "connectivity_drop" || f.kind == "handshake_unanswered")
-        || connectivity;
-    if pair && !control_plane_blocks && !os_blocks && connectivity_failed && connectivity {
+    if pair && !control_plane_blocks && !os_blocks && connectivity {
         let port = probes.iter().find_map(|(_, p)| *p);
         let mut filter = json!({});
         if let Some(p) = port {

@@ -227,20 +227,7 @@ impl Report {
     }
 }
 
-/// True for kinds that block a path (fixed first, each followed by a verification).
-pub fn is_blocking_kind(kind: &str) -> bool {
-    matches!(kind, "nsg_deny" | "policy_drop" | "fail2ban_ban")
-        || kind.starts_with("route_")
-        || kind.starts_with("iptables_")
-}
-
-/// True for kinds that degrade a path (fixed after the blocking ones).
-pub fn is_degradation_kind(kind: &str) -> bool {
-    matches!(
-        kind,
-        "tbf_rate" | "delay" | "random_loss" | "corruption" | "packet_diversion"
-    )
-}
+pub use crate::model::{is_blocking_kind, is_degradation_kind};
 
 fn is_deciding(f: &Finding) -> bool {
     f.attrs.contains_key("deciding_rule") || (is_blocking_kind(&f.kind) && !f.component.is_empty())

@@ -223,14 +223,7 @@ pub fn score(state: &SessionState, expected: &ScenarioExpectations) -> Score {
             )
         })
         .collect();
-    let ids: Vec<&str> = state
-        .calls
-        .iter()
-        .flat_map(|c| {
-            std::iter::once(c.audit_id.as_str())
-                .chain(c.command_audit_ids.iter().map(String::as_str))
-        })
-        .collect();
+    let ids = crate::rules::known_audit_ids(state);
     let evidence_ok = state.conclusion.as_ref().is_some_and(|c| {
         c.root_causes.iter().all(|hid| {
             state.hypotheses.iter().any(|h| {
