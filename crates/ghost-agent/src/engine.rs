@@ -124,6 +124,16 @@ pub struct Engine {
     switched_to_run_command: bool,
 }
 
+/// The arguments without the engine's own keys (`reason`, `hypothesis`).
+fn engine_keys_removed(args: &Value) -> Value {
+    let mut a = args.clone();
+    if let Some(o) = a.as_object_mut() {
+        o.remove("reason");
+        o.remove("hypothesis");
+    }
+    a
+}
+
 /// `{session_id}_state.json`.
 pub fn state_file_name(session_id: &str) -> String {
     format!("{session_id}_state.json")
@@ -300,10 +310,26 @@ impl Engine {
         let mut v: Vec<ToolSpec> = self
             .tools
             .iter()
-            .map(|t| ToolSpec {
-                name: t.name().to_string(),
-                description: t.description().to_string(),
-                input_schema: t.input_schema(),
+            .map(|t| {
+                let mut input_schema = t.input_schema();
+                if let Some(p) = input_schema
+                    .get_mut("properties")
+                    .and_then(Value::as_object_mut)
+                {
+                    p.insert(
+                        "reason".into(),
+                        json!({"type": "string", "description": "why you call this tool now (recorded in the audit)"}),
+                    );
+                    p.insert(
+                        "hypothesis".into(),
+                        json!({"type": "string", "description": "the hypothesis this call tests (H1, ...); denied commands count against it"}),
+                    );
+                }
+                ToolSpec {
+                    name: t.name().to_string(),
+                    description: t.description().to_string(),
+                    input_schema,
+                }
             })
             .collect();
         v.push(ToolSpec {
@@ -348,13 +374,16 @@ impl Engine {
         let before = read_records(&audit_path)
             .map(|(r, _)| r.last().map(|x| x.sequence).unwrap_or(0))
             .unwrap_or(0);
+        // `reason` and `hypothesis` are the engine's (why the brain calls, which hypothesis
+        // a denial counts against); the tools, which refuse unknown arguments, never see them.
+        let tool_args = engine_keys_removed(args);
         let mut result = match name {
             MANAGE_HYPOTHESES => self.manage_hypotheses(args),
             COMPLETE_INVESTIGATION => self.complete(args),
             _ => match self.tools.iter().find(|t| t.name() == name) {
                 Some(t) => {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        t.call(&self.ctx, args)
+                        t.call(&self.ctx, &tool_args)
                     }));
                     r.unwrap_or_else(|_| {
                         ToolResult::failed(format!("tool {name} failed unexpectedly"))
@@ -394,7 +423,7 @@ impl Engine {
                     );
                     if let Some(t) = self.tools.iter().find(|t| t.name() == name) {
                         result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            t.call(&self.ctx, args)
+                            t.call(&self.ctx, &tool_args)
                         }))
                         .unwrap_or_else(|_| {
                             ToolResult::failed(format!("tool {name} failed unexpectedly"))

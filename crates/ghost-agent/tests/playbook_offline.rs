@@ -360,3 +360,60 @@ fn capture_only_when_cheaper_evidence_ran_out_then_polled_and_cleaned() {
         .any(|f| f.kind == "handshake_unanswered"));
     assert!(e.state.conclusion.as_ref().unwrap().root_causes.is_empty());
 }
+
+#[test]
+fn engine_keys_reach_the_engine_not_the_tool_and_denials_make_a_hypothesis_unverifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T100006Z";
+    let tools: Vec<Box<dyn Tool>> = vec![tool("run_shell", |args| {
+        assert!(
+            args.get("hypothesis").is_none() && args.get("reason").is_none(),
+            "engine keys leaked to the tool: {args}"
+        );
+        let mut r = ToolResult::failed("denied");
+        r.denials = vec![Denial {
+            command: "iptables -F".into(),
+            reason: "policy".into(),
+            audit_id: None,
+        }];
+        r
+    })];
+    let mut e = Engine::start(ctx(dir.path(), sid), k_symptom(), "playbook")
+        .unwrap()
+        .with_tools(tools);
+    let h = e.hypothesize(
+        "T1",
+        "dest drops",
+        Layer::OsFirewall,
+        Some("dest-vm"),
+        "test",
+    );
+    for _ in 0..2 {
+        e.call(
+            "run_shell",
+            &json!({"vm": "dest-vm", "command": "iptables -F", "hypothesis": h, "reason": "try"}),
+            "try",
+        );
+    }
+    let hyp = e.state.hypotheses.iter().find(|x| x.id == h).unwrap();
+    assert_eq!(hyp.status, HypothesisStatus::Unverifiable, "{hyp:?}");
+    // The real tools' specs offered to a model include the engine keys.
+    let real = Engine::start(
+        ctx(dir.path(), "ghost_20261122T100007Z"),
+        k_symptom(),
+        "playbook",
+    )
+    .unwrap();
+    for spec in real
+        .tool_specs()
+        .iter()
+        .filter(|s| s.name != "manage_hypotheses" && s.name != "complete_investigation")
+    {
+        let props = &spec.input_schema["properties"];
+        assert!(
+            props.get("hypothesis").is_some() && props.get("reason").is_some(),
+            "{}",
+            spec.name
+        );
+    }
+}
