@@ -31,6 +31,8 @@ pub mod blob;
 pub mod config;
 pub mod error;
 pub mod interrupt;
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod models;
 pub mod provider;
 pub mod remote;

@@ -1,8 +1,8 @@
-//! # ghost-agent: the LLM transport of the investigator
+//! # ghost-agent: the network investigator
 //!
-//! This crate holds, today, one self-contained part of `ghost-agent`: the "brains"'
-//! transport. The investigator itself (sessions, tools, playbook, rules, reports, the CLI)
-//! is not written yet.
+//! Sessions, tools over every crate of the workspace, the playbook and LLM brains on one
+//! engine, evidence-gated conclusions and reports (see docs/ghost-agent.md). The LLM
+//! transport is `cloud_provider::llm`, re-exported here:
 //!
 //! - a neutral message format ([`Message`], [`Part`], [`ToolSpec`], [`ChatRequest`],
 //!   [`ChatResponse`]);
@@ -31,27 +31,24 @@
 //! # Ok::<(), ghost_agent::LlmError>(())
 //! ```
 
-pub mod accounting;
-pub mod anthropic;
 pub mod cli;
-pub mod config;
 pub mod engine;
-pub mod error;
 pub mod eval;
-pub mod gemini;
-pub mod http;
 pub mod llm_brain;
 pub mod model;
-pub mod openai;
 pub mod playbook;
 pub mod report;
 pub mod rules;
 pub mod scoring;
 pub mod session;
 pub mod symptom;
-pub mod tool_loop;
 pub mod tools;
-pub mod types;
+
+// The LLM transport lives in cloud-provider (feature `llm`) so that the standalone tools can
+// narrate too; it is re-exported here under its former paths.
+pub use cloud_provider::llm::{
+    accounting, anthropic, config, error, gemini, http, openai, tool_loop, types, LlmProvider,
+};
 
 pub use accounting::{CostReport, ModelCost, ModelPrice, ModelUsage, PriceTable, SessionUsage};
 pub use anthropic::AnthropicConfig;
@@ -64,41 +61,3 @@ pub use tool_loop::{run_tool_loop, LoopOutcome, LoopReport, ToolOutput};
 pub use types::{
     ChatRequest, ChatResponse, Message, Part, Role, StopReason, ToolCall, ToolSpec, Usage,
 };
-
-/// A chat model behind some API.
-pub trait LlmProvider: Send + Sync {
-    /// Provider name (`anthropic`, `openai`, `azure-openai`, `gemini`).
-    fn name(&self) -> &str;
-    /// Model id (for accounting).
-    fn model(&self) -> &str;
-    /// One request, one reply (retries inside).
-    fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
-}
-
-impl HttpProvider {
-    /// An Anthropic Messages API provider.
-    pub fn anthropic(config: AnthropicConfig, settings: HttpSettings) -> HttpProvider {
-        HttpProvider::new(Box::new(anthropic::AnthropicWire { config }), settings)
-    }
-
-    /// An OpenAI-compatible provider (named `azure-openai` for the Azure flavour).
-    pub fn openai(config: OpenAiConfig, settings: HttpSettings) -> HttpProvider {
-        let name = match config.flavor {
-            OpenAiFlavor::Standard => "openai",
-            OpenAiFlavor::Azure { .. } => "azure-openai",
-        }
-        .to_string();
-        HttpProvider::new(Box::new(openai::OpenAiWire { config, name }), settings)
-    }
-
-    /// A Gemini provider.
-    pub fn gemini(config: GeminiConfig, settings: HttpSettings) -> HttpProvider {
-        HttpProvider::new(
-            Box::new(gemini::GeminiWire {
-                config,
-                next_call: Default::default(),
-            }),
-            settings,
-        )
-    }
-}

@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::error::LlmError;
-use crate::types::{ChatRequest, ChatResponse};
+use crate::llm::error::LlmError;
+use crate::llm::types::{ChatRequest, ChatResponse};
 
 /// A secret API key. Its `Debug` never shows the value; it only ever goes into a header.
 #[derive(Clone, PartialEq, Eq)]
@@ -410,7 +410,7 @@ pub(crate) fn error_message(body: &str) -> String {
     }
 }
 
-impl crate::LlmProvider for HttpProvider {
+impl crate::llm::LlmProvider for HttpProvider {
     fn name(&self) -> &str {
         self.wire.name()
     }
@@ -422,7 +422,7 @@ impl crate::LlmProvider for HttpProvider {
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let call = self.wire.build(req)?;
         let attempts = self.settings.retry.empty_response_retries + 1;
-        let mut usage = crate::types::Usage::default();
+        let mut usage = crate::llm::types::Usage::default();
         for _ in 0..attempts {
             let body = self.send_with_retries(&call)?;
             let mut response = self.wire.parse(&body)?;
@@ -459,9 +459,9 @@ pub(crate) fn secret(name: &str, value: impl Into<String>) -> (String, HeaderVal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anthropic::{AnthropicConfig, AnthropicWire};
-    use crate::gemini::{GeminiConfig, GeminiWire};
-    use crate::openai::{OpenAiConfig, OpenAiWire};
+    use crate::llm::anthropic::{AnthropicConfig, AnthropicWire};
+    use crate::llm::gemini::{GeminiConfig, GeminiWire};
+    use crate::llm::openai::{OpenAiConfig, OpenAiWire};
     use serde_json::json;
 
     fn wires() -> Vec<Box<dyn Wire>> {
@@ -595,7 +595,7 @@ mod tests {
         };
         let req = ChatRequest {
             system: None,
-            messages: vec![crate::Message::user("hi")],
+            messages: vec![crate::llm::Message::user("hi")],
             tools: vec![],
             max_tokens: 1,
             temperature: None,

@@ -4,14 +4,14 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::error::LlmError;
-use crate::http::{
+use crate::llm::error::LlmError;
+use crate::llm::http::{
     classify_common, error_message, join_url, plain, secret, HttpCall, HttpFailure, Wire,
 };
-use crate::types::{
+use crate::llm::types::{
     system_text, ChatRequest, ChatResponse, Part, Role, StopReason, ToolCall, Usage,
 };
-use crate::ApiKey;
+use crate::llm::ApiKey;
 
 /// Default endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -152,7 +152,10 @@ impl Wire for AnthropicWire {
             body.insert("tools".into(), Value::Array(tools));
         }
         if let Some(t) = req.temperature {
-            body.insert("temperature".into(), crate::types::temperature_value(t));
+            body.insert(
+                "temperature".into(),
+                crate::llm::types::temperature_value(t),
+            );
         }
         Ok(HttpCall {
             url: join_url(&self.config.base_url, "/v1/messages"),

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
 
-use crate::error::LlmError;
-use crate::http::{
+use crate::llm::error::LlmError;
+use crate::llm::http::{
     classify_common, error_message, join_url, parse_seconds, plain, secret, HttpCall, HttpFailure,
     Wire,
 };
-use crate::types::{
+use crate::llm::types::{
     system_text, ChatRequest, ChatResponse, Part, Role, StopReason, ToolCall, Usage,
 };
-use crate::ApiKey;
+use crate::llm::ApiKey;
 
 /// Default endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -182,7 +182,10 @@ impl Wire for GeminiWire {
         let mut gen = Map::new();
         gen.insert("maxOutputTokens".into(), json!(req.max_tokens));
         if let Some(t) = req.temperature {
-            gen.insert("temperature".into(), crate::types::temperature_value(t));
+            gen.insert(
+                "temperature".into(),
+                crate::llm::types::temperature_value(t),
+            );
         }
         body.insert("generationConfig".into(), Value::Object(gen));
         Ok(HttpCall {
@@ -306,7 +309,7 @@ impl Wire for GeminiWire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Message;
+    use crate::llm::types::Message;
 
     fn wire() -> GeminiWire {
         GeminiWire {

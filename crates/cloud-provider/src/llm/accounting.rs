@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::LlmError;
-use crate::types::Usage;
+use crate::llm::error::LlmError;
+use crate::llm::types::Usage;
 
 /// Prices of one model in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -162,8 +162,8 @@ impl SessionUsage {
         e.usage += usage;
     }
 
-    /// Records what a [`crate::run_tool_loop`] run used (one call per turn).
-    pub fn record_loop(&mut self, model: &str, report: &crate::LoopReport) {
+    /// Records what a [`crate::llm::run_tool_loop`] run used (one call per turn).
+    pub fn record_loop(&mut self, model: &str, report: &crate::llm::LoopReport) {
         self.record(model, u64::from(report.turns), report.usage);
     }
 

@@ -6,14 +6,14 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::error::LlmError;
-use crate::http::{
+use crate::llm::error::LlmError;
+use crate::llm::http::{
     classify_common, error_message, join_url, plain, secret, HttpCall, HttpFailure, Wire,
 };
-use crate::types::{
+use crate::llm::types::{
     join_text, system_text, ChatRequest, ChatResponse, Part, Role, StopReason, ToolCall, Usage,
 };
-use crate::ApiKey;
+use crate::llm::ApiKey;
 
 /// Default endpoint (OpenAI).
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -188,7 +188,10 @@ impl Wire for OpenAiWire {
         };
         body.insert(max_key.into(), json!(req.max_tokens));
         if let Some(t) = req.temperature {
-            body.insert("temperature".into(), crate::types::temperature_value(t));
+            body.insert(
+                "temperature".into(),
+                crate::llm::types::temperature_value(t),
+            );
         }
         let mut headers = vec![plain("content-type", "application/json")];
         let url = match &self.config.flavor {

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::LlmError;
-use crate::types::{ChatRequest, Message, Part, Role, StopReason, ToolCall, Usage};
-use crate::LlmProvider;
+use crate::llm::error::LlmError;
+use crate::llm::types::{ChatRequest, Message, Part, Role, StopReason, ToolCall, Usage};
+use crate::llm::LlmProvider;
 
 /// What a tool returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ChatResponse, Part};
+    use crate::llm::types::{ChatResponse, Part};
     use serde_json::json;
     use std::sync::Mutex;
 
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(r.turns, 2);
         assert_eq!(r.tool_calls_executed, 2);
         assert_eq!(r.usage.input_tokens, 20);
-        let mut session = crate::SessionUsage::default();
+        let mut session = crate::llm::SessionUsage::default();
         session.record_loop(p.model(), &r);
         session.record_loop(p.model(), &r);
         assert_eq!(session.per_model["m"].calls, 4);

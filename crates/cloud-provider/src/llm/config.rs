@@ -2,11 +2,11 @@
 //! `LLM_API_KEY` and `LLM_BASE_URL` (the keys of `cloud-provider`'s `config.env`; pass
 //! `|k| settings.get(k)` as the lookup).
 
-use crate::anthropic::AnthropicConfig;
-use crate::error::LlmError;
-use crate::gemini::GeminiConfig;
-use crate::http::{ApiKey, HttpProvider, HttpSettings};
-use crate::openai::{OpenAiConfig, OpenAiFlavor, DEFAULT_AZURE_API_VERSION};
+use crate::llm::anthropic::AnthropicConfig;
+use crate::llm::error::LlmError;
+use crate::llm::gemini::GeminiConfig;
+use crate::llm::http::{ApiKey, HttpProvider, HttpSettings};
+use crate::llm::openai::{OpenAiConfig, OpenAiFlavor, DEFAULT_AZURE_API_VERSION};
 
 /// Which API `LLM_PROVIDER` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub fn provider_from_lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LlmProvider;
+    use crate::llm::LlmProvider;
     use std::collections::BTreeMap;
 
     fn build(pairs: &[(&str, &str)]) -> Result<Option<HttpProvider>, LlmError> {
