@@ -40,6 +40,10 @@ fn version_query(program: &str, args: &[String]) -> Result<V, V> {
 pub(crate) fn classify(w: &mut Walker, program: &str, args: &[String]) -> V {
     let r = match program {
         ":" | "true" | "false" => Ok(safe(Tier::ReadOnly, format!("`{program}` does nothing"))),
+        "exit" | "return" => Ok(safe(
+            Tier::ReadOnly,
+            format!("`{program}` ends the script with a status"),
+        )),
         "echo" => Ok(safe(Tier::ReadOnly, "`echo` only prints its arguments")),
         "printf" => printf(args),
         "sleep" => sleep(args),

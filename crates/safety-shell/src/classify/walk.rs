@@ -82,6 +82,43 @@ fn harmless_variable(name: &str) -> bool {
     ) || (name.starts_with("LC_") && name[3..].chars().all(|c| c.is_ascii_uppercase()))
 }
 
+/// The next word is a value of `az … --scripts` (the option and its values are the last
+/// words so far).
+fn is_az_scripts_value(argv: &[Arg]) -> bool {
+    let Some(first) = argv.first() else {
+        return false;
+    };
+    if !first.is_static || paths::split_program(&first.text).1 != "az" {
+        return false;
+    }
+    match argv.iter().rposition(|a| a.text.starts_with('-')) {
+        Some(k) => argv[k].text == "--scripts",
+        None => false,
+    }
+}
+
+/// A script-local variable: a lower-case name (shell convention) that no shell ties to
+/// its behaviour (zsh ties `path`, `fpath`, `cdpath`, `manpath`, `mailpath`, `module_path`
+/// to the upper-case variables; `*_proxy` steers HTTP clients when exported). Assigning one
+/// as a statement of its own (not exported) changes nothing outside the script; every
+/// place its value is used is classified on its own (a variable as a command name, as an
+/// argument of most tools, as a redirection target or in arithmetic is refused there).
+fn script_local_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    let starts_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    starts_ok
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !matches!(
+            name,
+            "path" | "fpath" | "cdpath" | "manpath" | "mailpath" | "module_path" | "psvar"
+        )
+        && !name.ends_with("_proxy")
+}
+
 fn fold(acc: &mut Option<Classification>, v: Classification) {
     *acc = Some(match acc.take() {
         None => v,
@@ -276,9 +313,28 @@ impl<'a> Walker<'a> {
                 let info = words::analyse(&w.value);
                 fold(acc, self.word_parts(&info));
             }
-            ExtendedTestExpr::BinaryTest(_, a, b) => {
+            ExtendedTestExpr::BinaryTest(op, a, b) => {
+                use brush_parser::ast::BinaryPredicate as P;
+                let arithmetic = matches!(
+                    op,
+                    P::ArithmeticEqualTo
+                        | P::ArithmeticNotEqualTo
+                        | P::ArithmeticLessThan
+                        | P::ArithmeticLessThanOrEqualTo
+                        | P::ArithmeticGreaterThan
+                        | P::ArithmeticGreaterThanOrEqualTo
+                );
                 for w in [a, b] {
                     let info = words::analyse(&w.value);
+                    if arithmetic && (!info.is_static || words::names_variable(&info.text)) {
+                        fold(
+                            acc,
+                            risky(
+                                Tier::Unknown,
+                                format!("`[[ … {op} … ]]` evaluates `{}` as arithmetic, which can run commands", info.text),
+                            ),
+                        );
+                    }
                     fold(acc, self.word_parts(&info));
                 }
             }
@@ -406,6 +462,15 @@ impl<'a> Walker<'a> {
                 ),
             );
         }
+        if info.arith_vars {
+            fold(
+                &mut acc,
+                risky(
+                    Tier::Unknown,
+                    "arithmetic on a variable or `${!name}`: bash evaluates a variable's content as an expression, which can run commands",
+                ),
+            );
+        }
         if info.has_non_ascii() {
             fold(
                 &mut acc,
@@ -463,7 +528,15 @@ impl<'a> Walker<'a> {
                 CommandPrefixOrSuffixItem::IoRedirect(r) => fold(&mut acc, self.redirect(r)),
                 CommandPrefixOrSuffixItem::Word(w) => {
                     let info = words::analyse(&w.value);
-                    let parts = self.word_parts(&info);
+                    // The value of `az … --scripts` is a script (classified line by line
+                    // by the az rules): its newlines and tabs are its syntax.
+                    let parts = if is_az_scripts_value(&argv) {
+                        let mut lines = info.clone();
+                        lines.text.retain(|c| c != '\n' && c != '\t');
+                        self.word_parts(&lines)
+                    } else {
+                        self.word_parts(&info)
+                    };
                     if parts.classification != Class::Safe {
                         fold(&mut acc, parts);
                     }
@@ -472,7 +545,7 @@ impl<'a> Walker<'a> {
                 CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
                     if in_prefix {
                         assigns += 1;
-                        fold(&mut acc, self.assignment(a));
+                        fold(&mut acc, self.assignment(a, sc.word_or_name.is_none()));
                     } else {
                         let info = words::analyse(&w.value);
                         let parts = self.word_parts(&info);
@@ -499,7 +572,9 @@ impl<'a> Walker<'a> {
         acc.unwrap_or_else(|| safe(Tier::ReadOnly, "only harmless assignments"))
     }
 
-    fn assignment(&mut self, a: &ast::Assignment) -> Classification {
+    /// `standalone`: the assignment is a statement of its own (a shell variable), not the
+    /// environment of a command.
+    fn assignment(&mut self, a: &ast::Assignment, standalone: bool) -> Classification {
         let name = match &a.name {
             AssignmentName::VariableName(n) => n.clone(),
             AssignmentName::ArrayElementName(n, _) => {
@@ -522,6 +597,14 @@ impl<'a> Walker<'a> {
                         safe(
                             Tier::ReadOnly,
                             format!("sets the harmless variable `{name}`"),
+                        ),
+                        parts,
+                    )
+                } else if standalone && script_local_variable(&name) {
+                    worst(
+                        safe(
+                            Tier::ReadOnly,
+                            format!("sets the script-local variable `{name}`"),
                         ),
                         parts,
                     )
@@ -726,7 +809,16 @@ impl<'a> Walker<'a> {
             }
             "az" => azure::classify(self, rest),
             _ => {
-                if base != "echo" {
+                // Programs whose run-time arguments are only data: `echo` and `printf`
+                // with a static format print them, `exit`/`return` take them as a status.
+                let data_args = match base {
+                    "echo" | "exit" | "return" => true,
+                    "printf" => rest
+                        .first()
+                        .is_some_and(|f| f.is_static && !f.text.starts_with('-')),
+                    _ => false,
+                };
+                if !data_args {
                     if let Some(d) = rest.iter().find(|a| !a.is_static) {
                         return risky(
                             Tier::Unknown,

@@ -26,12 +26,27 @@ pub(crate) struct WordInfo {
     pub broken: bool,
     /// The word uses ANSI-C quoting (`$'…'`).
     pub ansi_c: bool,
+    /// An arithmetic context (`$((…))`, a `${x:off:len}` substring, a `${a[i]}` subscript)
+    /// names a variable, or `${!name}` indirection is used: bash evaluates the variable's *content* as an expression there,
+    /// and an expression can hold an array subscript with a command substitution, so a
+    /// variable holding hostile text runs commands.
+    pub arith_vars: bool,
+    /// The source text of the command substitutions in `text` (their bodies are scripts,
+    /// classified on their own, where newlines are syntax).
+    pub substitution_sources: Vec<String>,
 }
 
 impl WordInfo {
     /// A control character (newline, carriage return, NUL, escape …) is in the word.
     pub fn has_control(&self) -> bool {
-        self.text.chars().any(|c| c.is_control())
+        if self.substitution_sources.is_empty() {
+            return self.text.chars().any(|c| c.is_control());
+        }
+        let mut rest = self.text.clone();
+        for src in &self.substitution_sources {
+            rest = rest.replacen(src.as_str(), "", 1);
+        }
+        rest.chars().any(|c| c.is_control())
     }
 
     /// A character outside ASCII is in the word.
@@ -148,6 +163,9 @@ fn walk_pieces(
                 }
                 // Defaults, alternatives and patterns may hold command substitutions.
                 if let Some(inner) = src.strip_prefix("${").and_then(|s| s.strip_suffix('}')) {
+                    if parameter_arithmetic_names_variable(inner) {
+                        info.arith_vars = true;
+                    }
                     collect_nested(inner, info, depth);
                 }
                 info.text.push_str(&src);
@@ -155,12 +173,16 @@ fn walk_pieces(
             WordPiece::CommandSubstitution(body) => {
                 info.is_static = false;
                 info.substitutions.push(body.clone());
-                info.text.push_str(&source_slice(raw, p));
+                let src = source_slice(raw, p);
+                info.substitution_sources.push(src.clone());
+                info.text.push_str(&src);
             }
             WordPiece::BackquotedCommandSubstitution(body) => {
                 info.is_static = false;
                 info.substitutions.push(unescape_backquoted(body));
-                info.text.push_str(&source_slice(raw, p));
+                let src = source_slice(raw, p);
+                info.substitution_sources.push(src.clone());
+                info.text.push_str(&src);
             }
             WordPiece::EscapeSequence(s) => {
                 let mut chars = s.chars();
@@ -178,10 +200,76 @@ fn walk_pieces(
             }
             WordPiece::ArithmeticExpression(expr) => {
                 info.is_static = false;
+                if names_variable(&expr.value) {
+                    info.arith_vars = true;
+                }
                 collect_nested(&expr.value, info, depth);
                 info.text.push_str(&source_slice(raw, p));
             }
         }
+    }
+}
+
+/// True when arithmetic text names a variable (a letter, `_` or `$`): only literal numbers
+/// and operators are inert.
+pub(crate) fn names_variable(expr: &str) -> bool {
+    // Hex and base literals (`0x1f`, `16#ff`) have letters too; they are still numbers.
+    let mut chars = expr.chars().peekable();
+    let mut prev_digit = false;
+    while let Some(c) = chars.next() {
+        if c == '$' || c == '_' {
+            return true;
+        }
+        if c.is_ascii_alphabetic() {
+            if prev_digit {
+                // The rest of a numeric literal (`0x1f`, `16#ff`, `10e`): consume it.
+                while chars.peek().is_some_and(|n| n.is_ascii_alphanumeric()) {
+                    chars.next();
+                }
+                continue;
+            }
+            return true;
+        }
+        prev_digit = c.is_ascii_digit() || (prev_digit && c == '#');
+    }
+    false
+}
+
+/// The arithmetic parts of a parameter expansion's body (`x:off:len`, `a[i]`) name a
+/// variable. Defaults and alternatives (`x:-…`, `x:=…`, `x:+…`, `x:?…`) are words, not
+/// arithmetic.
+fn parameter_arithmetic_names_variable(inner: &str) -> bool {
+    // `${!name}` expands the variable *named by* name's content, subscript included
+    // (`a[$(cmd)]`); only the name listings `${!pfx*}`, `${!pfx@}`, `${!a[@]}` are inert.
+    if let Some(ind) = inner.strip_prefix('!') {
+        let listing = ind.ends_with('*')
+            || ind.ends_with('@')
+            || ind.ends_with("[@]")
+            || ind.ends_with("[*]");
+        if !listing {
+            return true;
+        }
+    }
+    let body = inner.trim_start_matches(['#', '!']);
+    let name_len = body
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
+    let rest = &body[name_len..];
+    if let Some(sub) = rest.strip_prefix('[') {
+        let idx = sub.split(']').next().unwrap_or("");
+        if idx != "@" && idx != "*" && names_variable(idx) {
+            return true;
+        }
+        let after = sub.split_once(']').map(|(_, r)| r).unwrap_or("");
+        return substring_names_variable(after);
+    }
+    substring_names_variable(rest)
+}
+
+fn substring_names_variable(rest: &str) -> bool {
+    match rest.strip_prefix(':') {
+        Some(r) if !r.starts_with(['-', '=', '+', '?']) => names_variable(r),
+        _ => false,
     }
 }
 
