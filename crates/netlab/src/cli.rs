@@ -19,6 +19,10 @@ const EXAMPLES: &str = "Examples:
   sudo netlab inject source-vm:delay=100ms,jitter=5ms
   sudo netlab clear dest-vm:loss                      # clear it (or a fault id, or --all)
   eval \"$(sudo netlab env)\"                           # NETLAB_* exports; writes config.env
+  sudo netlab inject dest-vm:wire_loss=20%            # loss on the wire (fabric), seen as retransmissions
+  sudo netlab traffic start --all                     # the scenario's [[traffic]] generators
+  sudo netlab traffic status --json                   # their counters (sent, ok, reset, timed out, …)
+  sudo netlab traffic stop
   sudo netlab down                                    # remove everything the lab created
   sudo netlab down --all                              # also leftovers of crashed runs";
 
@@ -59,7 +63,7 @@ pub enum Cmd {
     },
     /// Remove a lab (everything it created).
     #[command(
-        after_help = "Examples:\n  sudo netlab down\n  sudo netlab down --prefix demo\n  sudo netlab down --all"
+        after_help = "Examples:\n  sudo netlab down\n  sudo netlab down --prefix demo\n  sudo netlab down --all\n  sudo netlab down --all --scope t   # only run ids starting with t"
     )]
     Down {
         /// The lab to remove (needed when several are up).
@@ -68,6 +72,10 @@ pub enum Cmd {
         /// Remove every lab in the state directory and leftovers named nl<id>-… .
         #[arg(long)]
         all: bool,
+        /// With --all: only labs whose run id starts with SCOPE (state, leftovers, run
+        /// directories), e.g. the run ids a test suite uses.
+        #[arg(long, requires = "all", value_name = "SCOPE")]
+        scope: Option<String>,
     },
     /// Show a lab: VMs, addresses, processes, active faults and their mechanisms.
     #[command(after_help = "Example:\n  sudo netlab status --json | jq .faults")]
@@ -107,7 +115,7 @@ pub enum Cmd {
     },
     /// Inject faults: a scenario file's faults, or one inline fault VM:key=value[,…].
     #[command(
-        after_help = "Inline keys: rate=5mbit loss=20% delay=100ms jitter=5ms corrupt=2% mtu=9000 listen=PORT stop=PORT seed=N\n\nExamples:\n  sudo netlab inject demo/use_case_j/scenario.toml\n  sudo netlab inject demo/use_case_r/scenario.toml --stage pre-baseline\n  sudo netlab inject source-vm:rate=5mbit"
+        after_help = "Inline keys: rate=5mbit loss=20% wire_loss=20% delay=100ms jitter=5ms corrupt=2% mtu=9000 listen=PORT stop=PORT seed=N\n\nExamples:\n  sudo netlab inject demo/use_case_j/scenario.toml\n  sudo netlab inject demo/use_case_r/scenario.toml --stage pre-baseline\n  sudo netlab inject source-vm:rate=5mbit"
     )]
     Inject {
         /// The lab.
@@ -159,6 +167,21 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Workload traffic generators (a scenario's [[traffic]]): start, stop, status.
+    #[command(
+        after_help = "Examples:\n  sudo netlab traffic start --all\n  sudo netlab traffic start http-8080\n  sudo netlab traffic status --json\n  sudo netlab traffic stop"
+    )]
+    Traffic {
+        /// The lab.
+        #[arg(long, global = true)]
+        prefix: Option<String>,
+        /// What to do.
+        #[command(subcommand)]
+        action: TrafficCmd,
+    },
+    /// (internal) one workload traffic generator.
+    #[command(name = "__traffic", hide = true)]
+    TrafficGen(crate::traffic::TrafficArgs),
     /// (internal) the built-in TCP/HTTP server.
     #[command(name = "__serve", hide = true)]
     Serve(crate::serve::ServeArgs),
@@ -168,6 +191,31 @@ pub enum Cmd {
     /// (internal) the lab's blob service enforcing the storage firewall.
     #[command(name = "__blobd", hide = true)]
     Blobd(crate::blobd::BlobdArgs),
+}
+
+/// `netlab traffic` actions.
+#[derive(Debug, Subcommand)]
+pub enum TrafficCmd {
+    /// Start generators: --all, or the named ones (already running ones are left alone).
+    Start {
+        /// Every generator the lab knows.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Generator names.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+    },
+    /// Stop generators by pid (all of them, or the named ones).
+    Stop {
+        /// Generator names (all if none).
+        names: Vec<String>,
+    },
+    /// Counters per generator: sent, ok, reset, timed out, failed, response times.
+    Status {
+        /// JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn state_dir(cli: &Cli) -> PathBuf {
@@ -238,9 +286,12 @@ fn run(cli: &Cli) -> Result<ExitCode, LabError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Down { prefix, all } => {
+        Cmd::Down { prefix, all, scope } => {
             if *all {
-                let removed = lab::down_all(&sd)?;
+                if let Some(s) = scope {
+                    lab::check_run_id(s)?;
+                }
+                let removed = lab::down_all(&sd, scope.as_deref())?;
                 if removed.is_empty() {
                     println!("nothing to remove");
                 }
@@ -376,6 +427,49 @@ fn run(cli: &Cli) -> Result<ExitCode, LabError> {
             prefix.as_deref(),
             args,
         ))),
+        Cmd::Traffic { prefix, action } => {
+            let mut l = Lab::find(&sd, prefix.as_deref())?;
+            match action {
+                TrafficCmd::Start { names, .. } => {
+                    let started = l.traffic_start(names)?;
+                    println!(
+                        "started: {}",
+                        if started.is_empty() {
+                            "nothing (already running)".to_string()
+                        } else {
+                            started.join(", ")
+                        }
+                    );
+                }
+                TrafficCmd::Stop { names } => {
+                    let stopped = l.traffic_stop(names)?;
+                    println!(
+                        "stopped: {}",
+                        if stopped.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            stopped.join(", ")
+                        }
+                    );
+                }
+                TrafficCmd::Status { json } => {
+                    if *json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&l.traffic_status_json())
+                                .unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", l.traffic_status_text());
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TrafficGen(a) => {
+            crate::traffic::run_traffic(a).map_err(|e| LabError::Runtime(format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve(a) => {
             crate::serve::run_serve(a).map_err(|e| LabError::Runtime(e.to_string()))?;
             Ok(ExitCode::SUCCESS)

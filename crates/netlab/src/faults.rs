@@ -331,7 +331,7 @@ fn parse_ms(v: &str) -> Result<f64, String> {
 }
 
 /// Parses an inline fault: `VM:key=value[,key=value…]` with keys `rate` (`5mbit`), `loss`
-/// (`20%`), `delay` (`100ms`), `jitter` (`5ms`), `corrupt` (`2%`), `mtu` (`9000`),
+/// (`20%`, dropped in the VM), `wire_loss` (`20%`, dropped by the fabric), `delay` (`100ms`), `jitter` (`5ms`), `corrupt` (`2%`), `mtu` (`9000`),
 /// `fabric_mtu` (`9000`), `listen`
 /// (`8080`), `stop` (a service port), `seed`.
 pub fn parse_inline(s: &str) -> Result<VmFault, String> {
@@ -356,6 +356,7 @@ pub fn parse_inline(s: &str) -> Result<VmFault, String> {
                 f.rate = Some(v.trim().to_string());
             }
             "loss" => f.loss_pct = Some(parse_pct(v)?),
+            "wire_loss" => f.wire_loss_pct = Some(parse_pct(v)?),
             "delay" => f.delay_ms = Some(parse_ms(v)?),
             "jitter" => f.jitter_ms = Some(parse_ms(v)?),
             "corrupt" => f.corrupt_pct = Some(parse_pct(v)?),
@@ -385,7 +386,7 @@ pub fn parse_inline(s: &str) -> Result<VmFault, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown fault key `{other}` (use rate, loss, delay, jitter, corrupt, mtu, fabric_mtu, listen, stop, seed)"
+                    "unknown fault key `{other}` (use rate, loss, wire_loss, delay, jitter, corrupt, mtu, fabric_mtu, listen, stop, seed)"
                 ))
             }
         }
@@ -423,6 +424,9 @@ mod tests {
         let f = parse_inline("dest-vm:loss=20%").unwrap();
         assert_eq!(f.vm, "dest-vm");
         assert_eq!(f.loss_pct, Some(20.0));
+        let f = parse_inline("source-vm:wire_loss=20%").unwrap();
+        assert_eq!((f.wire_loss_pct, f.loss_pct), (Some(20.0), None));
+        assert!(parse_inline("source-vm:wire_loss=120%").is_err());
         let f = parse_inline("source-vm:delay=100ms,jitter=5ms").unwrap();
         assert_eq!((f.delay_ms, f.jitter_ms), (Some(100.0), Some(5.0)));
         let f = parse_inline("source-vm:rate=5mbit").unwrap();

@@ -76,6 +76,11 @@ impl Lab {
         sc: &crate::scenario::Scenario,
         stage: Stage,
     ) -> Result<Vec<String>> {
+        // The scenario's traffic generators become known to the lab (started only by
+        // `netlab traffic start`).
+        if !sc.traffic.is_empty() {
+            self.register_traffic(&sc.traffic)?;
+        }
         let mut ids = Vec::new();
         for f in &sc.faults.cloud {
             if stage.wants(f.before_baseline()) {
@@ -197,6 +202,9 @@ impl Lab {
             ids.push(self.inject_impair(&f.vm, &ns, &spec, f, bb)?);
         } else if let Some(loss) = f.loss_pct {
             ids.push(self.inject_loss(&f.vm, &ns, loss, bb)?);
+        }
+        if let Some(w) = f.wire_loss_pct {
+            ids.push(self.inject_wire_loss(&f.vm, &vm.link, w, bb)?);
         }
         if f.mtu.is_some() || f.fabric_mtu.is_some() {
             let fab = self.fab();
@@ -401,59 +409,9 @@ impl Lab {
 
     fn inject_loss(&mut self, vm: &str, ns: &str, loss: f64, bb: bool) -> Result<String> {
         let id = self.new_fault_id();
-        let p = format!("{:.4}", loss / 100.0);
         let comment = format!("netlab-loss {id}");
-        let specs: Vec<Vec<String>> = vec![
-            // SSH stays usable: TCP port 22 in either direction is exempt.
-            vec![
-                "OUTPUT",
-                "-o",
-                "eth0",
-                "-p",
-                "tcp",
-                "-m",
-                "multiport",
-                "!",
-                "--ports",
-                "22",
-            ],
-            vec!["OUTPUT", "-o", "eth0", "!", "-p", "tcp"],
-        ]
-        .into_iter()
-        .map(|v| {
-            let mut v: Vec<String> = v.into_iter().map(String::from).collect();
-            v.extend(
-                [
-                    "-m",
-                    "statistic",
-                    "--mode",
-                    "random",
-                    "--probability",
-                    &p,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &comment,
-                    "-j",
-                    "DROP",
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            );
-            v
-        })
-        .collect();
-        let mut undo = Vec::new();
-        for s in &specs {
-            let mut a = ipt(ns);
-            a.extend(["-w".to_string(), "-A".to_string()]);
-            a.extend(s.iter().cloned());
-            run_argv(&a)?;
-            let mut d = ipt(ns);
-            d.extend(["-w".to_string(), "-D".to_string()]);
-            d.extend(s.iter().cloned());
-            undo.push(UndoStep::Run { argv: d });
-        }
+        let specs = statistic_drop_specs("OUTPUT", "-o", "eth0", loss, &comment);
+        let undo = add_iptables_rules(ns, &specs)?;
         self.push_fault(ActiveFault {
             id,
             target: vm.into(),
@@ -461,6 +419,39 @@ impl Lab {
             keys: vec!["loss".into()],
             mechanism: "iptables statistic".into(),
             detail: format!("egress random loss {loss}% on eth0 (TCP port 22 exempt)"),
+            before_baseline: bb,
+            undo,
+        })
+    }
+
+    /// Loss on the wire: a `statistic` DROP in the fabric's FORWARD chain for the packets
+    /// that come in from the VM's link (TCP port 22 exempt). The VM sees nothing locally, so
+    /// its TCP detects the losses and retransmits, as on a lossy network path.
+    fn inject_wire_loss(&mut self, vm: &str, link: &str, loss: f64, bb: bool) -> Result<String> {
+        if self
+            .st
+            .faults
+            .iter()
+            .any(|x| x.target == vm && x.kind == "wire_loss")
+        {
+            return Err(LabError::Usage(format!(
+                "{vm} already has wire loss; clear it first (netlab clear {vm}:wire_loss)"
+            )));
+        }
+        let fab = self.fab();
+        let id = self.new_fault_id();
+        let comment = format!("netlab-wire-loss {id}");
+        let specs = statistic_drop_specs("FORWARD", "-i", link, loss, &comment);
+        let undo = add_iptables_rules(&fab, &specs)?;
+        self.push_fault(ActiveFault {
+            id,
+            target: vm.into(),
+            kind: "wire_loss".into(),
+            keys: vec!["wire_loss".into()],
+            mechanism: "fabric iptables statistic".into(),
+            detail: format!(
+                "random loss {loss}% on the wire of the packets leaving {vm} (fabric {fab} FORWARD, in on {link}; TCP port 22 exempt)"
+            ),
             before_baseline: bb,
             undo,
         })
@@ -605,7 +596,7 @@ impl Lab {
         })
     }
 
-    fn stop_tracked(&mut self, pid: i32, start_time: u64) {
+    pub(crate) fn stop_tracked(&mut self, pid: i32, start_time: u64) {
         if let Some(pos) = self
             .st
             .processes
@@ -690,6 +681,74 @@ impl Lab {
             Err(rt(format!("clearing left errors: {}", errors.join("; "))))
         }
     }
+}
+
+/// The two rules of a random-loss fault in `chain` for packets through `dev` (`dir_flag` is
+/// `-o` or `-i`): TCP except port 22 (either direction, so SSH stays usable) and non-TCP.
+fn statistic_drop_specs(
+    chain: &str,
+    dir_flag: &str,
+    dev: &str,
+    loss_pct: f64,
+    comment: &str,
+) -> Vec<Vec<String>> {
+    let p = format!("{:.4}", loss_pct / 100.0);
+    let tail = [
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        &p,
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-j",
+        "DROP",
+    ];
+    [
+        vec![
+            chain,
+            dir_flag,
+            dev,
+            "-p",
+            "tcp",
+            "-m",
+            "multiport",
+            "!",
+            "--ports",
+            "22",
+        ],
+        vec![chain, dir_flag, dev, "!", "-p", "tcp"],
+    ]
+    .into_iter()
+    .map(|head| head.into_iter().chain(tail).map(String::from).collect())
+    .collect()
+}
+
+/// Appends iptables rules (filter table) in `ns`; returns the steps deleting them. If one
+/// fails, the ones already added are removed.
+fn add_iptables_rules(ns: &str, specs: &[Vec<String>]) -> Result<Vec<UndoStep>> {
+    let mut undo: Vec<UndoStep> = Vec::new();
+    for s in specs {
+        let mut a = ipt(ns);
+        a.extend(["-w".to_string(), "-A".to_string()]);
+        a.extend(s.iter().cloned());
+        if let Err(e) = run_argv(&a) {
+            for u in &undo {
+                if let UndoStep::Run { argv } = u {
+                    let _ = run_argv(argv);
+                }
+            }
+            return Err(e);
+        }
+        let mut d = ipt(ns);
+        d.extend(["-w".to_string(), "-D".to_string()]);
+        d.extend(s.iter().cloned());
+        undo.push(UndoStep::Run { argv: d });
+    }
+    Ok(undo)
 }
 
 fn read_mtu(ns: &str, dev: &str) -> Result<u32> {

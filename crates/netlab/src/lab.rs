@@ -204,6 +204,10 @@ pub struct RunState {
     pub next_fault: u32,
     /// How netem was probed (`available: detail`), filled at the first delay fault.
     pub netem: Option<String>,
+    /// Workload traffic generators known to the lab (from the scenario of `up` and of every
+    /// `inject FILE`), by name.
+    #[serde(default)]
+    pub traffic: Vec<crate::traffic::TrafficSpec>,
 }
 
 /// A loaded run and where its state lives.
@@ -744,6 +748,7 @@ pub fn up(sc: &Scenario, opts: &UpOptions) -> Result<Lab> {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             base_topology: Some(topo.clone()),
             topology: Some(topo.clone()),
+            traffic: crate::traffic::resolve_names(&sc.traffic),
             next_fault: 1,
             ..Default::default()
         },
@@ -782,6 +787,13 @@ fn build(lab: &mut Lab) -> Result<()> {
         sys::run_in(&fab, "sysctl", &["-qw", &format!("{k}={v}")])?;
     }
     sys::run("ip", &["-n", &fab, "route", "add", "blackhole", "default"])?;
+    // The fabric's iptables filter table exists from the start, so a wire-loss fault that
+    // adds and removes rules in its FORWARD chain leaves the fabric as it was.
+    sys::run_in(
+        &fab,
+        "iptables",
+        &["-w", "-t", "filter", "-P", "FORWARD", "ACCEPT"],
+    )?;
 
     // Operator link (allocated under a global lock so concurrent labs get distinct slots).
     {
@@ -926,6 +938,13 @@ fn build(lab: &mut Lab) -> Result<()> {
             "sysctl",
             &["-qw", &format!("net.ipv4.conf.{link}.proxy_arp=1")],
         )?;
+        if let Some(mbps) = vm.bandwidth_mbps {
+            progress(&format!(
+                "capping {} at {mbps} Mbit/s each way in the fabric",
+                vm.name
+            ));
+            apply_bandwidth_cap(&fab, &link, &format!("{prefix}b{i}"), mbps)?;
+        }
         // Like a VM image using iptables-nft: the filter, nat and mangle tables exist from
         // the start (so a fault that adds and removes rules leaves the ruleset as it was).
         for (table, chain) in [
@@ -1053,6 +1072,63 @@ fn build(lab: &mut Lab) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         lab.st.vms.len()
     ));
+    Ok(())
+}
+
+/// `tbf` arguments of a VM bandwidth cap: the burst holds 10 ms at the rate and at least one
+/// 64 KiB GSO packet (veth hands the fabric whole GSO packets), queue latency 50 ms.
+pub fn cap_tbf_args(mbps: u32) -> Vec<String> {
+    let bytes_per_s = u64::from(mbps) * 1_000_000 / 8;
+    let burst = (bytes_per_s / 100).max(65536);
+    vec![
+        "tbf".into(),
+        "rate".into(),
+        format!("{mbps}mbit"),
+        "burst".into(),
+        burst.to_string(),
+        "latency".into(),
+        "50ms".into(),
+    ]
+}
+
+/// The VM's bandwidth cap, enforced in the fabric (the Azure host), invisible in the VM:
+/// inbound to the VM by `tbf` on the fabric side of its link; outbound from the VM by an
+/// `ingress` qdisc on that link redirecting every packet (`u32` match-all, `mirred`) to an
+/// `ifb` device in the fabric shaped by `tbf`. Everything lives in the fabric namespace and
+/// goes with it at `down`.
+fn apply_bandwidth_cap(fab: &str, link: &str, ifb: &str, mbps: u32) -> Result<()> {
+    let tbf = cap_tbf_args(mbps);
+    let mut args: Vec<String> = ["qdisc", "add", "dev", link, "root"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(tbf.iter().cloned());
+    sys::run_in(fab, "tc", &args)?;
+    sys::run("ip", &["-n", fab, "link", "add", ifb, "type", "ifb"]).map_err(|e| {
+        rt(format!(
+            "{e}; the VM bandwidth cap needs the kernel's ifb device (modprobe ifb)"
+        ))
+    })?;
+    sys::run("ip", &["-n", fab, "link", "set", ifb, "up"])?;
+    let mut args: Vec<String> = ["qdisc", "add", "dev", ifb, "root"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(tbf);
+    sys::run_in(fab, "tc", &args)?;
+    sys::run_in(
+        fab,
+        "tc",
+        &["qdisc", "add", "dev", link, "handle", "ffff:", "ingress"],
+    )?;
+    sys::run_in(
+        fab,
+        "tc",
+        &[
+            "filter", "add", "dev", link, "parent", "ffff:", "protocol", "all", "u32", "match",
+            "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb,
+        ],
+    )?;
     Ok(())
 }
 
@@ -1343,11 +1419,16 @@ pub fn down(lab: &Lab) -> Result<()> {
 }
 
 /// `down --all`: every run in the state directory, then leftovers by name: namespaces and
-/// root links named `nl<id>-…`. Returns what was removed.
-pub fn down_all(state_dir: &Path) -> Result<Vec<String>> {
+/// root links named `nl<id>-…`. With `scope`, only runs whose id starts with it (state,
+/// leftovers and run directories alike). Returns what was removed.
+pub fn down_all(state_dir: &Path, scope: Option<&str>) -> Result<Vec<String>> {
+    let in_scope = |id: &str| scope.is_none_or(|s| id.starts_with(s));
     let mut removed = Vec::new();
     let mut errors = Vec::new();
-    for r in list_runs(state_dir) {
+    for r in list_runs(state_dir)
+        .into_iter()
+        .filter(|r| r.file_name().and_then(|n| n.to_str()).is_some_and(in_scope))
+    {
         match Lab::load(&r.join("state.json")) {
             Ok(lab) => {
                 removed.push(format!("run {}", lab.st.run));
@@ -1363,7 +1444,10 @@ pub fn down_all(state_dir: &Path) -> Result<Vec<String>> {
     // touched, so other tools' namespaces that merely start with `nl` are left alone.
     let run_id_of = |n: &str, suffix: &str| -> Option<String> {
         let id = n.strip_prefix("nl")?.strip_suffix(suffix)?;
-        check_run_id(id).ok().map(|_| id.to_string())
+        check_run_id(id)
+            .ok()
+            .filter(|_| in_scope(id))
+            .map(|_| id.to_string())
     };
     let netns = sys::run("ip", &["netns", "list"]).unwrap_or_default();
     let ns_names: Vec<String> = netns
@@ -1433,7 +1517,7 @@ pub fn down_all(state_dir: &Path) -> Result<Vec<String>> {
             let looks_like_run = p.is_dir()
                 && p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| check_run_id(n).is_ok())
+                    .is_some_and(|n| check_run_id(n).is_ok() && in_scope(n))
                 && (p.join("state.json").exists() || p.join("ssh").is_dir());
             if looks_like_run && std::fs::remove_dir_all(&p).is_ok() {
                 removed.push(format!("run directory {}", p.display()));
@@ -1475,6 +1559,11 @@ pub fn status_json(lab: &Lab) -> serde_json::Value {
                 "gateway": v.gateway.to_string(),
                 "subnet": tv.map(|x| x.subnet.clone()),
                 "nic_nsg": tv.and_then(|x| x.nsg.clone()),
+                "bandwidth_mbps": tv.and_then(|x| x.bandwidth_mbps),
+                "bandwidth_cap": tv.and_then(|x| x.bandwidth_mbps).map(|m| format!(
+                    "{m} Mbit/s each way: fabric tbf on {} (inbound), ingress mirred to ifb + tbf (outbound)",
+                    v.link
+                )),
                 "processes": procs,
             })
         })
@@ -1545,8 +1634,14 @@ pub fn status_text(lab: &Lab) -> String {
             .filter(|p| p.owner == v.name)
             .map(|p| format!("{}{}", p.role, if sys::is_alive(p) { "" } else { "(dead)" }))
             .collect();
+        let cap = lab
+            .topology()
+            .vm(&v.name)
+            .and_then(|x| x.bandwidth_mbps)
+            .map(|m| format!("  cap {m} Mbit/s (fabric tbf/ifb)"))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "  {:<12} {:<15} public {:<15} ns {}  [{}]\n",
+            "  {:<12} {:<15} public {:<15} ns {}  [{}]{cap}\n",
             v.name,
             v.private_ip,
             v.public_ip,

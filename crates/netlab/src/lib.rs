@@ -24,3 +24,4 @@ pub mod scenario;
 pub mod serve;
 pub mod storage_state;
 pub mod sys;
+pub mod traffic;

@@ -260,6 +260,19 @@ pub fn compile(topology: &Topology, links: &[VmLink], oplink: Option<&str>) -> S
         }
     }
     out.push_str("  }\n");
+    // The gateway (.1, the fabric's address on every VM link) is not a DNS server: as in
+    // Azure, a query sent to it gets no answer at all (not an ICMP port unreachable).
+    out.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+    for l in links {
+        if topology.vm(&l.vm).is_some() {
+            let _ = writeln!(
+                out,
+                "    iifname \"{}\" meta l4proto {{ tcp, udp }} th dport 53 drop comment \"gateway-no-dns vm={}\"",
+                l.link, l.vm
+            );
+        }
+    }
+    out.push_str("  }\n");
     out.push_str(
         "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n",
     );
@@ -401,6 +414,8 @@ mod tests {
         assert!(out.contains(
             "counter drop comment \"nsg=dest-nsg rule=DenyAllInBound prio=65500 dir=in\""
         ));
+        // The gateway answers no DNS: port 53 to the fabric itself is dropped per VM link.
+        assert!(out.contains("chain input {\n    type filter hook input priority filter; policy accept;\n    iifname \"nlt-v0\" meta l4proto { tcp, udp } th dport 53 drop comment \"gateway-no-dns vm=source-vm\"\n    iifname \"nlt-v1\""), "{out}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Scenario {
     /// Free-text steps of the scenario (phases, traffic to generate).
     #[serde(default)]
     pub steps: Vec<String>,
+    /// Workload traffic generators (`netlab traffic start`).
+    #[serde(default)]
+    pub traffic: Vec<crate::traffic::TrafficSpec>,
 }
 
 /// The symptom.
@@ -241,6 +244,11 @@ pub struct Vm {
     /// Services listening in the VM.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// The VM's bandwidth cap in Mbit/s, each direction (as Azure caps a VM by its size),
+    /// enforced by the fabric (`tbf` toward the VM, `ifb` + `tbf` from it), invisible inside
+    /// the VM. No cap when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<u32>,
 }
 
 fn default_tcp() -> String {
@@ -426,9 +434,15 @@ pub struct VmFault {
     /// Egress rate limit (tc units, e.g. `5mbit`) via `tbf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
-    /// Egress random loss in percent.
+    /// Egress random loss in percent, dropped in the VM (iptables `statistic` in OUTPUT):
+    /// the sending TCP learns of each drop at once, so it does not count retransmissions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_pct: Option<f64>,
+    /// Random loss in percent on the wire, of the packets leaving this VM, dropped by the
+    /// fabric (iptables `statistic` in the fabric's FORWARD chain; TCP port 22 exempt):
+    /// invisible inside the VM, seen by its TCP as real retransmissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_loss_pct: Option<f64>,
     /// Egress delay in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<f64>,
@@ -628,6 +642,8 @@ impl Scenario {
                 return invalid(format!("baseline names VM `{}` which does not exist", b.vm));
             }
         }
+        crate::traffic::validate_specs(&self.topology, &self.traffic)
+            .map_err(ScenarioError::Invalid)?;
         Ok(())
     }
 }
@@ -809,6 +825,14 @@ impl Topology {
                     "VM `{}` MTU {} is outside 576-9000",
                     vm.name, vm.mtu
                 ));
+            }
+            if let Some(b) = vm.bandwidth_mbps {
+                if !(1..=100_000).contains(&b) {
+                    return invalid(format!(
+                        "VM `{}`: bandwidth_mbps {b} is outside 1-100000",
+                        vm.name
+                    ));
+                }
             }
             if let Some(n) = &vm.nsg {
                 if self.nsg(n).is_none() {
@@ -1126,7 +1150,11 @@ fn validate_vm_fault(t: &Topology, f: &VmFault) -> Result<(), ScenarioError> {
     let vm = t.vm(&f.vm).ok_or_else(|| {
         ScenarioError::Invalid(format!("fault names VM `{}` which does not exist", f.vm))
     })?;
-    for (what, v) in [("loss_pct", f.loss_pct), ("corrupt_pct", f.corrupt_pct)] {
+    for (what, v) in [
+        ("loss_pct", f.loss_pct),
+        ("wire_loss_pct", f.wire_loss_pct),
+        ("corrupt_pct", f.corrupt_pct),
+    ] {
         if let Some(v) = v {
             if !(0.0..=100.0).contains(&v) || v.is_nan() {
                 return invalid(format!("fault on `{}`: {what} {v} is outside 0-100", f.vm));
@@ -1700,6 +1728,32 @@ rule = { name = "x", priority = 100, direction = "Outbound", access = "Deny", pr
         let x = a.get("x").unwrap().as_array().unwrap();
         assert_eq!(x.len(), 3);
         assert_eq!(x[1].get("v").unwrap().as_integer(), Some(3));
+    }
+
+    #[test]
+    fn bandwidth_wire_loss_and_traffic_fields() {
+        let cap = BASE.replace(
+            "private_ip = \"198.18.1.5\"",
+            "private_ip = \"198.18.1.5\"\nbandwidth_mbps = 100",
+        );
+        let s = Scenario::from_toml_str(&cap).unwrap();
+        assert_eq!(s.topology.vm("dest-vm").unwrap().bandwidth_mbps, Some(100));
+        assert_eq!(s.topology.vm("source-vm").unwrap().bandwidth_mbps, None);
+        let e = Scenario::from_toml_str(&cap.replace("= 100", "= 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bandwidth_mbps 0"), "{e}");
+        let f = with("[[faults.vm]]\nvm = \"source-vm\"\nwire_loss_pct = 20.0\n").unwrap();
+        assert_eq!(f.faults.vm[0].wire_loss_pct, Some(20.0));
+        assert!(with("[[faults.vm]]\nvm = \"source-vm\"\nwire_loss_pct = 120.0\n").is_err());
+        let t = with("[[traffic]]\nvm = \"source-vm\"\nkind = \"http\"\ntarget = \"198.18.1.5:8080\"\ninterval_ms = 300\n").unwrap();
+        assert_eq!(t.traffic[0].interval_ms, 300);
+        assert!(with("[[traffic]]\nvm = \"source-vm\"\nkind = \"dns\"\nbogus = 1\n").is_err());
+        let e =
+            with("[[traffic]]\nvm = \"source-vm\"\nkind = \"http\"\ntarget = \"192.168.1.5:80\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("outside 198.18.0.0/15"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,17 @@ fn help_shows_examples_and_hides_internal_commands() {
 fn usage_errors_exit_2_with_one_sentence() {
     let d = tempfile::tempdir().unwrap();
     netlab(d.path()).arg("frobnicate").assert().code(2);
+    // --scope only with --all, and it must look like a run id.
+    netlab(d.path())
+        .args(["down", "--scope", "t1"])
+        .assert()
+        .code(2);
+    netlab(d.path())
+        .args(["down", "--all", "--scope", "Bad/Id"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("must be 1-8 lowercase"));
+    netlab(d.path()).args(["traffic", "start"]).assert().code(2);
     netlab(d.path())
         .args(["up", "/nonexistent/scenario.toml"])
         .assert()

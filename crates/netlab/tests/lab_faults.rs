@@ -316,6 +316,17 @@ fn check_present(lab: &TestLab, sc: &netlab::scenario::Scenario) {
         } else if f.loss_pct.is_some() {
             assert!(filter.contains("statistic"), "{}: {filter}", sc.name);
         }
+        if f.wire_loss_pct.is_some() {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &fab, "iptables", "-w", "-S", "FORWARD"])
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("statistic"),
+                "{}: no wire loss rule in the fabric",
+                sc.name
+            );
+        }
         if let Some(m) = f.mtu {
             assert!(
                 lab.exec_ok(&f.vm, &["ip", "link", "show", "eth0"])
