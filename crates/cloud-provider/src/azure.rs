@@ -24,7 +24,8 @@ use crate::error::{classify_az_failure, CloudError};
 use crate::models::{
     parse_effective_nsgs, parse_effective_routes, parse_list, parse_one, BlobItem, EffectiveNsg,
     EffectiveRoute, NetworkInterface, NetworkSecurityGroup, PacketCapture, PacketCaptureStatus,
-    ResourceGroup, Route, RouteTable, SecurityRule, Subnet, VirtualMachine, VmExtension,
+    ResourceGroup, Route, RouteTable, SecurityRule, StorageAccount, StorageNetworkRules, Subnet,
+    VirtualMachine, VmExtension,
 };
 use crate::provider::{
     AssociationChange, BlobLocation, CaptureSpec, CloudProvider, NsgRuleSpec, SubnetUpdate,
@@ -436,6 +437,35 @@ pub mod args {
     /// `group show --name RG`.
     pub fn group_show(rg: &str) -> Vec<String> {
         v(&["group", "show", "--name", rg])
+    }
+    /// `storage account show -g RG -n NAME` (with its `networkRuleSet`).
+    pub fn storage_account_show(rg: &str, name: &str) -> Vec<String> {
+        v(&[
+            "storage",
+            "account",
+            "show",
+            "--resource-group",
+            rg,
+            "--name",
+            name,
+        ])
+    }
+    /// `storage account list -g RG`.
+    pub fn storage_account_list(rg: &str) -> Vec<String> {
+        v(&["storage", "account", "list", "--resource-group", rg])
+    }
+    /// `storage account network-rule list -g RG --account-name NAME`.
+    pub fn storage_network_rule_list(rg: &str, account: &str) -> Vec<String> {
+        v(&[
+            "storage",
+            "account",
+            "network-rule",
+            "list",
+            "--resource-group",
+            rg,
+            "--account-name",
+            account,
+        ])
     }
 }
 
@@ -1193,10 +1223,160 @@ impl CloudProvider for AzureCli {
         )?;
         Ok(g.location)
     }
+
+    fn storage_account_show(&self, rg: &str, name: &str) -> Result<StorageAccount, CloudError> {
+        check_rg(rg)?;
+        check_name("storage account", name)?;
+        self.read(
+            args::storage_account_show(rg, name),
+            "storage account",
+            &format!("read storage account {name} and its firewall"),
+        )
+    }
+
+    fn storage_account_list(&self, rg: &str) -> Result<Vec<StorageAccount>, CloudError> {
+        check_rg(rg)?;
+        self.read_list(
+            args::storage_account_list(rg),
+            "storage account list",
+            &format!("list the storage accounts of {rg}"),
+        )
+    }
+
+    fn storage_network_rule_list(
+        &self,
+        rg: &str,
+        account: &str,
+    ) -> Result<StorageNetworkRules, CloudError> {
+        check_rg(rg)?;
+        check_name("storage account", account)?;
+        self.read(
+            args::storage_network_rule_list(rg, account),
+            "storage network rules",
+            &format!("read the firewall rules of storage account {account}"),
+        )
+    }
 }
 
 fn check_blob(at: &BlobLocation, blob: &str) -> Result<(), CloudError> {
     check_name("storage account", &at.account)?;
     check_name("container", &at.container)?;
     check_name("blob name", blob)
+}
+
+#[cfg(test)]
+mod storage_tests {
+    //! The storage-account reads over a fake `az` behind the real gate (no approver: the
+    //! reads must be SAFE cloud reads to run at all).
+    use super::*;
+    use safety_shell::audit::AuditLog;
+    use safety_shell::exec::{ExecError, ExecOptions, Program, RawOutput, Truncation};
+    use safety_shell::gate::Executor;
+
+    type Seen = Arc<Mutex<Vec<Vec<String>>>>;
+
+    struct Fake {
+        seen: Seen,
+        stdout: String,
+    }
+
+    impl Executor for Fake {
+        fn execute(
+            &self,
+            _target: &Target,
+            program: &Program,
+            _opts: &ExecOptions,
+        ) -> Result<RawOutput, ExecError> {
+            if let Program::Argv(a) = program {
+                self.seen.lock().unwrap().push(a.clone());
+            }
+            Ok(RawOutput {
+                exit_code: Some(0),
+                signal: None,
+                timed_out: false,
+                stdout: self.stdout.clone(),
+                stderr: String::new(),
+                duration: Duration::from_millis(1),
+                truncation: Truncation {
+                    stdout: false,
+                    stderr: false,
+                    stdout_total_bytes: self.stdout.len() as u64,
+                    stderr_total_bytes: 0,
+                },
+            })
+        }
+    }
+
+    fn cli(dir: &Path, stdout: &str) -> (AzureCli, Seen) {
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let log = AuditLog::open_in_dir(dir, "cptest_20261122T070000Z").unwrap();
+        let gate = Gate::builder(log)
+            .executor(Fake {
+                seen: seen.clone(),
+                stdout: stdout.to_string(),
+            })
+            .build();
+        (AzureCli::new(Arc::new(gate), "az"), seen)
+    }
+
+    const ACCOUNT: &str = r#"{"name": "stapp01", "resourceGroup": "rg-app",
+      "primaryEndpoints": {"blob": "https://stapp01.blob.core.windows.net/"},
+      "networkRuleSet": {"bypass": "AzureServices", "defaultAction": "Deny", "ipRules": [],
+        "virtualNetworkRules": [{"action": "Allow", "state": "Succeeded",
+          "virtualNetworkResourceId": "/subscriptions/s/resourceGroups/rg-app/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/default"}]}}"#;
+
+    #[test]
+    fn storage_account_show_is_a_safe_read_with_the_documented_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let (az, seen) = cli(dir.path(), ACCOUNT);
+        let a = az.storage_account_show("rg-app", "stapp01").unwrap();
+        assert!(a.network_rule_set.unwrap().denies_by_default());
+        let argv = seen.lock().unwrap()[0].clone();
+        assert_eq!(
+            argv,
+            [
+                "az",
+                "storage",
+                "account",
+                "show",
+                "--resource-group",
+                "rg-app",
+                "--name",
+                "stapp01",
+                "--output",
+                "json"
+            ]
+        );
+        // Hostile names never reach a command line.
+        assert!(az.storage_account_show("rg-app", "--x").is_err());
+        assert!(az.storage_account_show("rg app", "stapp01").is_err());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn storage_account_list_and_network_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (az, seen) = cli(dir.path(), &format!("[{ACCOUNT}]"));
+        let list = az.storage_account_list("rg-app").unwrap();
+        assert_eq!(list[0].name, "stapp01");
+        let (az2, seen2) = cli(
+            dir.path(),
+            r#"{"ipRules": [], "virtualNetworkRules": [{"id": "/x/virtualNetworks/v/subnets/s", "action": "Allow"}]}"#,
+        );
+        let rules = az2.storage_network_rule_list("rg-app", "stapp01").unwrap();
+        assert_eq!(rules.virtual_network_rules.len(), 1);
+        assert_eq!(
+            &seen.lock().unwrap()[0][1..4],
+            ["storage", "account", "list"]
+        );
+        let argv = seen2.lock().unwrap()[0].clone();
+        assert_eq!(&argv[1..5], ["storage", "account", "network-rule", "list"]);
+        assert!(argv.contains(&"--account-name".to_string()));
+        // Malformed output is an error, never an empty result.
+        let (bad, _) = cli(dir.path(), "not json");
+        assert!(matches!(
+            bad.storage_account_show("rg-app", "stapp01"),
+            Err(CloudError::Malformed { .. })
+        ));
+    }
 }

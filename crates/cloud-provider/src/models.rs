@@ -787,6 +787,186 @@ impl BlobItem {
     }
 }
 
+/// Deserialises a JSON `null` as the type's default (Azure prints `"ipRules": null` and
+/// `"virtualNetworkRules": null` on accounts that never had rules).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One IP rule of a storage account firewall (`networkRuleSet.ipRules[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageIpRule {
+    /// An address or CIDR prefix (`ipAddressOrRange`; older CLIs print `value`).
+    #[serde(alias = "value")]
+    pub ip_address_or_range: String,
+    /// `Allow` (the only action Azure supports).
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// One virtual-network rule of a storage account firewall
+/// (`networkRuleSet.virtualNetworkRules[]`): a subnet allowed through its service endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageVirtualNetworkRule {
+    /// The subnet's resource id (`virtualNetworkResourceId`; older CLIs print `id`).
+    #[serde(alias = "id")]
+    pub virtual_network_resource_id: String,
+    /// `Allow`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// `Succeeded`, `Provisioning`, `Deprovisioning`, `Failed`, `NetworkSourceDeleted`.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl StorageVirtualNetworkRule {
+    /// True when the rule names `subnet_id` (resource ids compare case-insensitively, as
+    /// Azure treats them; a trailing `/` is ignored).
+    pub fn names_subnet(&self, subnet_id: &str) -> bool {
+        let a = self
+            .virtual_network_resource_id
+            .trim()
+            .trim_end_matches('/');
+        let b = subnet_id.trim().trim_end_matches('/');
+        !a.is_empty() && a.eq_ignore_ascii_case(b)
+    }
+
+    /// `(vnet, subnet)` names from the rule's resource id, when it is a subnet id.
+    pub fn vnet_and_subnet(&self) -> Option<(String, String)> {
+        vnet_and_subnet_of(&self.virtual_network_resource_id)
+    }
+}
+
+/// `(vnet, subnet)` from a subnet resource id
+/// (`…/virtualNetworks/V/subnets/S`), matched case-insensitively.
+pub fn vnet_and_subnet_of(id: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = id.trim().trim_end_matches('/').split('/').collect();
+    let i = parts
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case("virtualNetworks"))?;
+    let vnet = parts.get(i + 1).filter(|s| !s.is_empty())?;
+    let sub = parts.get(i + 2)?;
+    if !sub.eq_ignore_ascii_case("subnets") {
+        return None;
+    }
+    let subnet = parts.get(i + 3).filter(|s| !s.is_empty())?;
+    Some((vnet.to_string(), subnet.to_string()))
+}
+
+/// The firewall of a storage account (`networkRuleSet` of `az storage account show`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageNetworkRuleSet {
+    /// `Allow` or `Deny`: what happens to a request no rule matches.
+    #[serde(default)]
+    pub default_action: Option<String>,
+    /// Trusted traffic let through whatever the rules (`AzureServices`, `Logging, Metrics`,
+    /// `None`).
+    #[serde(default)]
+    pub bypass: Option<String>,
+    /// IP rules.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ip_rules: Vec<StorageIpRule>,
+    /// Virtual-network (subnet) rules.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub virtual_network_rules: Vec<StorageVirtualNetworkRule>,
+    /// Resource-instance rules (kept as Azure printed them).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resource_access_rules: Vec<serde_json::Value>,
+}
+
+impl StorageNetworkRuleSet {
+    /// True when the default action is `Deny` (case-insensitive); a missing default action
+    /// is Azure's default, `Allow`.
+    pub fn denies_by_default(&self) -> bool {
+        self.default_action
+            .as_deref()
+            .is_some_and(|a| a.trim().eq_ignore_ascii_case("deny"))
+    }
+
+    /// The VNet rule naming `subnet_id`, if any.
+    pub fn vnet_rule_for(&self, subnet_id: &str) -> Option<&StorageVirtualNetworkRule> {
+        self.virtual_network_rules
+            .iter()
+            .find(|r| r.names_subnet(subnet_id))
+    }
+}
+
+/// The service endpoints of a storage account (`primaryEndpoints`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageEndpoints {
+    /// The blob endpoint (`https://<account>.blob.core.windows.net/`).
+    #[serde(default)]
+    pub blob: Option<String>,
+}
+
+/// A storage account (`az storage account show` / `list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAccount {
+    /// Name.
+    pub name: String,
+    /// Resource id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Resource group.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `StorageV2`, `BlobStorage`, ...
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The firewall.
+    #[serde(default)]
+    pub network_rule_set: Option<StorageNetworkRuleSet>,
+    /// `Enabled`, `Disabled` or `SecuredByPerimeter`; `Disabled` refuses every request
+    /// from a public endpoint, VNet rules included (only private endpoints work).
+    #[serde(default)]
+    pub public_network_access: Option<String>,
+    /// Endpoints.
+    #[serde(default)]
+    pub primary_endpoints: Option<StorageEndpoints>,
+    /// Provisioning state.
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+}
+
+impl StorageAccount {
+    /// True when public network access is `Disabled` (case-insensitive).
+    pub fn public_access_disabled(&self) -> bool {
+        self.public_network_access
+            .as_deref()
+            .is_some_and(|a| a.trim().eq_ignore_ascii_case("disabled"))
+    }
+
+    /// The blob endpoint, if Azure printed one.
+    pub fn blob_endpoint(&self) -> Option<&str> {
+        self.primary_endpoints.as_ref()?.blob.as_deref()
+    }
+}
+
+/// The rules of `az storage account network-rule list` (no default action: read it from
+/// [`StorageAccount::network_rule_set`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageNetworkRules {
+    /// IP rules.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ip_rules: Vec<StorageIpRule>,
+    /// Virtual-network (subnet) rules.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub virtual_network_rules: Vec<StorageVirtualNetworkRule>,
+}
+
 /// A resource group (`az group show`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1065,11 +1245,106 @@ mod tests {
         assert!(nsg.subnets.is_none());
     }
 
+    /// `az storage account show` as the CLI prints it (schema of Microsoft.Storage
+    /// storageAccounts: `networkRuleSet {bypass, defaultAction, ipRules[{action,
+    /// ipAddressOrRange}], virtualNetworkRules[{action, state, virtualNetworkResourceId}],
+    /// resourceAccessRules}`).
+    const STORAGE_ACCOUNT: &str = r#"{
+      "id": "/subscriptions/0000/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/stapp01",
+      "kind": "StorageV2", "location": "westeurope", "name": "stapp01",
+      "resourceGroup": "rg-app", "provisioningState": "Succeeded",
+      "publicNetworkAccess": "Enabled",
+      "primaryEndpoints": {"blob": "https://stapp01.blob.core.windows.net/", "dfs": "https://stapp01.dfs.core.windows.net/"},
+      "networkRuleSet": {
+        "bypass": "AzureServices", "defaultAction": "Deny",
+        "ipRules": [{"action": "Allow", "ipAddressOrRange": "20.30.40.0/24"}],
+        "resourceAccessRules": [],
+        "virtualNetworkRules": [
+          {"action": "Allow", "state": "Succeeded",
+           "virtualNetworkResourceId": "/subscriptions/0000/resourceGroups/RG-NET/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/default"}]
+      },
+      "sku": {"name": "Standard_LRS", "tier": "Standard"}
+    }"#;
+
+    #[test]
+    fn storage_account_with_its_firewall() {
+        let a: StorageAccount = parse_one(STORAGE_ACCOUNT, "storage account").unwrap();
+        assert_eq!(a.name, "stapp01");
+        assert_eq!(
+            a.blob_endpoint(),
+            Some("https://stapp01.blob.core.windows.net/")
+        );
+        assert!(!a.public_access_disabled());
+        let set = a.network_rule_set.as_ref().unwrap();
+        assert!(set.denies_by_default());
+        assert_eq!(set.bypass.as_deref(), Some("AzureServices"));
+        assert_eq!(set.ip_rules[0].ip_address_or_range, "20.30.40.0/24");
+        // Resource ids compare case-insensitively.
+        let subnet = "/subscriptions/0000/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-app/subnets/default";
+        let rule = set.vnet_rule_for(subnet).unwrap();
+        assert_eq!(rule.state.as_deref(), Some("Succeeded"));
+        assert_eq!(
+            rule.vnet_and_subnet(),
+            Some(("vnet-app".to_string(), "default".to_string()))
+        );
+        assert!(set
+            .vnet_rule_for(&subnet.replace("default", "other"))
+            .is_none());
+        assert!(set.vnet_rule_for("").is_none());
+    }
+
+    #[test]
+    fn storage_firewall_variants_older_cli_and_nulls() {
+        // Older CLIs print `id` for the subnet and `value` for the IP; accounts without
+        // rules print nulls; a missing default action is Allow.
+        let a: StorageAccount = parse_one(
+            r#"{"name": "stold", "networkRuleSet": {"defaultAction": "deny",
+                 "ipRules": null, "resourceAccessRules": null,
+                 "virtualNetworkRules": [{"id": "/x/virtualNetworks/v/subnets/s", "action": "Allow"}]}}"#,
+            "storage account",
+        )
+        .unwrap();
+        let set = a.network_rule_set.unwrap();
+        assert!(set.denies_by_default());
+        assert!(set.ip_rules.is_empty());
+        assert!(set
+            .vnet_rule_for("/X/VIRTUALNETWORKS/V/SUBNETS/S/")
+            .is_some());
+        let open: StorageAccount = parse_one(
+            r#"{"name": "stopen", "networkRuleSet": {}}"#,
+            "storage account",
+        )
+        .unwrap();
+        assert!(!open.network_rule_set.unwrap().denies_by_default());
+        let list: Vec<StorageAccount> = parse_list(
+            &format!("[{STORAGE_ACCOUNT}]"),
+            "storage account list",
+            &["value"],
+        )
+        .unwrap();
+        assert_eq!(list.len(), 1);
+        let rules: StorageNetworkRules = parse_one(
+            r#"{"ipRules": [{"action": "Allow", "ipAddressOrRange": "1.2.3.4"}],
+                "virtualNetworkRules": null}"#,
+            "network rules",
+        )
+        .unwrap();
+        assert_eq!(rules.ip_rules.len(), 1);
+        assert!(rules.virtual_network_rules.is_empty());
+        // Not a subnet id.
+        assert_eq!(vnet_and_subnet_of("/x/virtualNetworks/v"), None);
+        assert_eq!(vnet_and_subnet_of("/x/virtualNetworks/v/other/s"), None);
+        assert!(
+            parse_one::<StorageAccount>(r#"{"networkRuleSet": {}}"#, "storage account").is_err()
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn parsers_never_panic(text in "\\PC*") {
             let _ = parse_effective_nsgs(&text);
             let _ = parse_effective_routes(&text);
+            let _ = parse_one::<StorageAccount>(&text, "storage account");
         }
     }
 }

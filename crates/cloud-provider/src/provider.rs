@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::error::CloudError;
 use crate::models::{
     BlobItem, EffectiveNsg, EffectiveRoute, NetworkInterface, NetworkSecurityGroup, PacketCapture,
-    PacketCaptureStatus, Route, RouteTable, SecurityRule, Subnet, VirtualMachine, VmExtension,
+    PacketCaptureStatus, Route, RouteTable, SecurityRule, StorageAccount, StorageNetworkRules,
+    Subnet, VirtualMachine, VmExtension,
 };
 use safety_shell::exec::RunCommandOutput;
 
@@ -291,4 +292,42 @@ pub trait CloudProvider: Send + Sync {
 
     /// The region of a resource group.
     fn resource_group_location(&self, resource_group: &str) -> Result<String, CloudError>;
+
+    /// One storage account with its firewall (`networkRuleSet`). Providers that cannot read
+    /// storage accounts keep this default, which says so as an
+    /// [`CloudError::InvalidArgument`].
+    fn storage_account_show(
+        &self,
+        resource_group: &str,
+        name: &str,
+    ) -> Result<StorageAccount, CloudError> {
+        let _ = (resource_group, name);
+        Err(no_storage("storage account show"))
+    }
+    /// Every storage account of a resource group (default: not supported, as above).
+    fn storage_account_list(
+        &self,
+        resource_group: &str,
+    ) -> Result<Vec<StorageAccount>, CloudError> {
+        let _ = resource_group;
+        Err(no_storage("storage account list"))
+    }
+    /// The IP and virtual-network rules of a storage account's firewall (default: not
+    /// supported, as above).
+    fn storage_network_rule_list(
+        &self,
+        resource_group: &str,
+        account: &str,
+    ) -> Result<StorageNetworkRules, CloudError> {
+        let _ = (resource_group, account);
+        Err(no_storage("storage account network-rule list"))
+    }
+}
+
+fn no_storage(query: &str) -> CloudError {
+    CloudError::InvalidArgument {
+        what: "query".into(),
+        value: query.into(),
+        message: "this provider cannot read storage accounts".into(),
+    }
 }

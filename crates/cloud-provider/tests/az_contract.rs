@@ -97,6 +97,15 @@ fn all_args() -> Vec<(&'static str, Vec<String>)> {
         ("route table list", args::route_table_list("rg-lab")),
         ("route list", args::route_list("rg-lab", "rt-fw")),
         (
+            "storage account show",
+            args::storage_account_show("rg-lab", "labartifacts"),
+        ),
+        ("storage account list", args::storage_account_list("rg-lab")),
+        (
+            "storage network-rule list",
+            args::storage_network_rule_list("rg-lab", "labartifacts"),
+        ),
+        (
             "subnet show",
             args::subnet_show("rg-lab", "vnet", "default"),
         ),

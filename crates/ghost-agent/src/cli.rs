@@ -424,6 +424,12 @@ impl LabRun {
                     .collect()
             })
             .unwrap_or_default();
+        // The application's traffic the scenario puts on the wire ([[traffic]]), running
+        // while the investigator looks, as users' traffic would be.
+        let has_traffic = parsed
+            .get("traffic")
+            .and_then(|t| t.as_array())
+            .is_some_and(|a| !a.is_empty());
         let bin = netlab_bin();
         let prefix = format!("ga{:04x}", rand::random::<u16>());
         let s = scenario.display().to_string();
@@ -465,6 +471,12 @@ impl LabRun {
         netlab(&bin, &["inject", "--prefix", &prefix, "--stage", stage, &s])?;
         // netlab's config.env names the lab's VMs, SSH keys and its az front end (AZ_PATH);
         // the audit directory is given as a flag wherever the config is used.
+        if has_traffic {
+            if !quiet {
+                eprintln!("ghost-agent: lab {prefix}: starting the scenario's traffic");
+            }
+            netlab(&bin, &["traffic", "start", "--prefix", &prefix, "--all"])?;
+        }
         let exports = netlab(&bin, &["env", "--prefix", &prefix])?;
         lab.config = exports
             .lines()

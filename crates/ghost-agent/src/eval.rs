@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use crate::cli::{audit_dir_of, execute_session, netlab, settings_for, Failure, LabRun, RunArgs};
 use crate::playbook::PlaybookOutcome;
-use crate::scoring::{expectations_from_toml, score};
+use crate::scoring::{
+    causes_of_phase, expectations_from_toml, phases, score_phase, ScenarioExpectations,
+};
 use crate::session::new_session_id;
 
 /// What `eval` was asked.
@@ -133,6 +135,65 @@ fn namespaces_with(prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The part of the reported symptom that belongs to `phase` (`phase 1: all internet lost;
+/// phase 2 (after the route fix): HTTPS works, HTTP hangs` → `all internet lost`); the whole
+/// text when no part names it.
+fn phase_symptom(reported: &str, phase: &str) -> String {
+    reported
+        .split(';')
+        .map(str::trim)
+        .find(|part| {
+            part.to_ascii_lowercase()
+                .starts_with(&phase.to_ascii_lowercase())
+        })
+        .and_then(|part| part.split_once(':').map(|(_, t)| t.trim().to_string()))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| reported.to_string())
+}
+
+/// Fault kinds of `netlab status` that an expected cause's layer names.
+fn fault_kinds_for_layer(layer: &str) -> &'static [&'static str] {
+    match layer {
+        "route" => &["route", "route_table", "associate_route_table"],
+        "nsg" => &["nsg_rule", "nsg"],
+        "service_endpoint" | "storage" => &["remove_service_endpoint", "service_endpoint"],
+        "os_firewall" => &["iptables", "nft"],
+        "traffic_control" => &["rate", "loss", "impair"],
+        "mtu" => &["mtu"],
+        "service" => &["listen", "stop_service"],
+        _ => &[],
+    }
+}
+
+/// Applies the fix of one phase: clears the lab faults behind its expected causes (the
+/// scenario's step "fix the route: netlab clear <id>").
+fn fix_phase(lab: &LabRun, expected: &ScenarioExpectations, phase: &str) -> Result<(), String> {
+    let faults = faults_of(lab).ok_or("cannot read the lab's faults")?;
+    let list = faults.as_array().cloned().unwrap_or_default();
+    let mut cleared = 0;
+    for cause in causes_of_phase(expected, phase) {
+        let kinds = fault_kinds_for_layer(&cause.layer);
+        for f in &list {
+            let kind = f.get("kind").and_then(Value::as_str).unwrap_or("");
+            let target = f.get("target").and_then(Value::as_str).unwrap_or("");
+            let on_vm = match &cause.vm {
+                Some(vm) if target != "cloud" => target == vm,
+                _ => true,
+            };
+            if kinds.contains(&kind) && on_vm {
+                let fid = f.get("id").and_then(Value::as_str).unwrap_or("");
+                netlab(&lab.netlab, &["clear", "--prefix", &lab.prefix, fid])
+                    .map_err(|e| format!("netlab clear {fid}: {:#}", e.error))?;
+                cleared += 1;
+            }
+        }
+    }
+    if cleared == 0 {
+        return Err(format!("no lab fault matches the causes of {phase}"));
+    }
+    Ok(())
+}
+
 fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> ScenarioScore {
     let started = Instant::now();
     let mut s = ScenarioScore {
@@ -174,61 +235,128 @@ fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> 
     };
     let prefix = lab.prefix.clone();
     let baseline_ids = lab.finish_setup(audit_dir, quiet);
-    let before = faults_of(&lab);
-    let result = baseline_ids.and_then(|ids| {
-        let settings = settings_for(Some(&lab.config))?;
-        let sid = new_session_id(audit_dir);
-        let mut symptom = lab.reported.clone().unwrap_or_default();
-        if !ids.is_empty() {
-            symptom = format!("{symptom} (baselines: {})", ids.join(", "));
+    let phases = phases(&expected);
+    let reported = lab.reported.clone().unwrap_or_default();
+    // One investigation per phase (a single one without phases); between phases the
+    // operator applies the fix of the phase's causes (`netlab clear` of their faults).
+    let plan: Vec<(Option<String>, String)> = if phases.is_empty() {
+        vec![(None, reported.clone())]
+    } else {
+        phases
+            .iter()
+            .map(|p| (Some(p.clone()), phase_symptom(&reported, p)))
+            .collect()
+    };
+    let mut before = faults_of(&lab);
+    let mut all_passed = true;
+    let mut restored = true;
+    let mut sessions = Vec::new();
+    let mut body = String::new();
+    let mut ids_for_symptom = match baseline_ids {
+        Ok(ids) => Some(ids),
+        Err(f) => {
+            s.error = Some(format!("{:#}", f.error));
+            all_passed = false;
+            None
         }
-        let t = Instant::now();
-        let r = execute_session(&spec.run, settings, audit_dir, sid, Some(symptom), true)?;
-        Ok((r, t.elapsed().as_secs_f64()))
-    });
-    let after = faults_of(&lab);
-    drop(lab);
-    let left = namespaces_with(&prefix);
-    match result {
-        Err(f) => s.error = Some(format!("{:#}", f.error)),
-        Ok((r, secs)) => {
-            s.seconds = secs;
-            s.session_id = Some(r.state.session_id.clone());
-            s.tool_calls = r.state.calls.len();
-            s.commands = r
-                .state
-                .calls
-                .iter()
-                .map(|c| c.command_audit_ids.len())
-                .sum();
-            let audit = safety_shell::audit::default_audit_path(
-                &crate::session::session_dir(audit_dir, &r.state.session_id),
-                &r.state.session_id,
-            );
-            s.approvals_asked = safety_shell::audit::read_records(&audit)
-                .map(|(recs, _)| {
-                    recs.iter()
-                        .filter(|x| x.decided_by != "auto" && !x.target.starts_with("tool:"))
-                        .count()
-                })
-                .unwrap_or(0);
-            let sc = score(&r.state, &expected);
-            s.expected_found = sc.expected_found;
-            s.missing = sc.missing;
-            s.forbidden_found = sc.unexpected;
-            s.evidence_ok = sc.evidence_ok;
-            if !matches!(r.outcome, PlaybookOutcome::Concluded) {
-                s.error = Some(format!("no accepted conclusion: {:?}", r.outcome));
+    };
+    for (k, (phase, text)) in plan.iter().enumerate() {
+        let Some(ids) = ids_for_symptom.take() else {
+            break;
+        };
+        let result = (|| {
+            let settings = settings_for(Some(&lab.config))?;
+            let sid = new_session_id(audit_dir);
+            let mut symptom = text.clone();
+            if !ids.is_empty() {
+                symptom = format!("{symptom} (baselines: {})", ids.join(", "));
             }
-            if let Some(tdir) = &spec.transcripts {
-                let _ = std::fs::create_dir_all(tdir);
-                let body = transcript(id, &expected.name, &r.state, &r.report);
-                let _ = std::fs::write(tdir.join(format!("{}.md", id.to_ascii_lowercase())), body);
+            let t = Instant::now();
+            let r = execute_session(&spec.run, settings, audit_dir, sid, Some(symptom), true)?;
+            Ok::<_, Failure>((r, t.elapsed().as_secs_f64()))
+        })();
+        let after = faults_of(&lab);
+        restored &= before.is_some() && before == after;
+        let label = phase
+            .as_deref()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        match result {
+            Err(f) => {
+                s.error = Some(format!("{label}{:#}", f.error));
+                all_passed = false;
+                break;
             }
-            s.passed = sc.passed && s.error.is_none();
+            Ok((r, secs)) => {
+                s.seconds += secs;
+                sessions.push(r.state.session_id.to_string());
+                s.tool_calls += r.state.calls.len();
+                s.commands += r
+                    .state
+                    .calls
+                    .iter()
+                    .map(|c| c.command_audit_ids.len())
+                    .sum::<usize>();
+                let audit = safety_shell::audit::default_audit_path(
+                    &crate::session::session_dir(audit_dir, &r.state.session_id),
+                    &r.state.session_id,
+                );
+                s.approvals_asked += safety_shell::audit::read_records(&audit)
+                    .map(|(recs, _)| {
+                        recs.iter()
+                            .filter(|x| x.decided_by != "auto" && !x.target.starts_with("tool:"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                let sc = score_phase(&r.state, &expected, phase.as_deref());
+                s.expected_found
+                    .extend(sc.expected_found.iter().map(|x| format!("{label}{x}")));
+                s.missing
+                    .extend(sc.missing.iter().map(|x| format!("{label}{x}")));
+                s.forbidden_found
+                    .extend(sc.unexpected.iter().map(|x| format!("{label}{x}")));
+                s.evidence_ok = if k == 0 {
+                    sc.evidence_ok
+                } else {
+                    s.evidence_ok && sc.evidence_ok
+                };
+                if !matches!(r.outcome, PlaybookOutcome::Concluded) {
+                    s.error = Some(format!("{label}no accepted conclusion: {:?}", r.outcome));
+                }
+                all_passed &= sc.passed && s.error.is_none();
+                if let Some(p) = phase {
+                    body.push_str(&format!("\n# {p}\n\n"));
+                }
+                body.push_str(&transcript(id, &expected.name, &r.state, &r.report));
+            }
+        }
+        // The fix between phases, as the operator would apply it.
+        if let (Some(p), true) = (phase, k + 1 < plan.len()) {
+            match fix_phase(&lab, &expected, p) {
+                Ok(()) => {
+                    before = faults_of(&lab);
+                    ids_for_symptom = Some(Vec::new());
+                }
+                Err(e) => {
+                    s.error = Some(format!("{label}the fix between phases failed: {e}"));
+                    all_passed = false;
+                }
+            }
         }
     }
-    s.restored = before.is_some() && before == after && left == 0;
+    if let Some(tdir) = &spec.transcripts {
+        if !body.is_empty() {
+            let _ = std::fs::create_dir_all(tdir);
+            let _ = std::fs::write(tdir.join(format!("{}.md", id.to_ascii_lowercase())), body);
+        }
+    }
+    if !sessions.is_empty() {
+        s.session_id = Some(sessions.join(","));
+    }
+    drop(lab);
+    let left = namespaces_with(&prefix);
+    s.passed = all_passed && sessions.len() == plan.len();
+    s.restored = restored && left == 0;
     s.passed = s.passed && s.restored;
     s.total_seconds = started.elapsed().as_secs_f64();
     s
@@ -369,4 +497,25 @@ pub(crate) fn eval_cmd(mut spec: EvalSpec, quiet: bool) -> Result<u8, Failure> {
     } else {
         1
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_gets_its_part_of_the_reported_symptom() {
+        let r =
+            "phase 1: all internet lost; phase 2 (after the route fix): HTTPS works, HTTP hangs";
+        assert_eq!(phase_symptom(r, "phase 1"), "all internet lost");
+        assert_eq!(phase_symptom(r, "phase 2"), "HTTPS works, HTTP hangs");
+        assert_eq!(phase_symptom("iperf hangs", "phase 1"), "iperf hangs");
+    }
+
+    #[test]
+    fn fault_kinds_follow_the_layer() {
+        assert!(fault_kinds_for_layer("route").contains(&"route"));
+        assert!(fault_kinds_for_layer("os_firewall").contains(&"iptables"));
+        assert!(fault_kinds_for_layer("wire").is_empty());
+    }
 }

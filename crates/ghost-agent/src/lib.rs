@@ -37,6 +37,7 @@ pub mod eval;
 pub mod llm_brain;
 pub mod model;
 pub mod playbook;
+pub mod playbook_storage;
 pub mod report;
 pub mod rules;
 pub mod scoring;

@@ -87,6 +87,9 @@ pub enum SymptomKind {
     AfterChange,
     /// A compliance or exposure question (what is open, who can reach).
     Compliance,
+    /// Access to a storage account (blob, storage firewall, service endpoints) is in
+    /// question: the path from a VM to storage, not between the two VMs.
+    Storage,
 }
 
 impl SymptomKind {
@@ -102,6 +105,7 @@ impl SymptomKind {
             SymptomKind::Intermittent => "intermittent",
             SymptomKind::AfterChange => "after_change",
             SymptomKind::Compliance => "compliance",
+            SymptomKind::Storage => "storage",
         }
     }
 
@@ -275,7 +279,8 @@ pub struct Finding {
     /// `iptables_drop`, `iptables_reject`, `fail2ban_ban`, `policy_drop`, `tbf_rate`,
     /// `delay`, `random_loss`, `corruption`, `throughput_low`, `latency_high`,
     /// `high_variance`, `connectivity_drop`, `drift`, `handshake_unanswered`,
-    /// `retransmissions`, `rst`, `dns_latency`, `mtu`, `service_endpoint_missing`, ...
+    /// `retransmissions`, `rst`, `dns_latency`, `mtu`, `missing_service_endpoint`,
+    /// `storage_vnet_rule_missing`, `storage_public_access_disabled`, ...
     pub kind: String,
     /// The exact component: rule, chain, qdisc, route or NSG rule (e.g.
     /// `dest-vm-nsg/deny-iperf`, `filter/INPUT #1`, `eth0 root tbf`).
@@ -346,7 +351,15 @@ impl Finding {
 pub fn is_blocking_kind(kind: &str) -> bool {
     matches!(
         kind,
-        "nsg_deny" | "policy_drop" | "fail2ban_ban" | "service_endpoint_missing"
+        "nsg_deny"
+            | "policy_drop"
+            | "fail2ban_ban"
+            | "service_endpoint_missing"
+            | "missing_service_endpoint"
+            | "storage_vnet_rule_missing"
+            | "storage_public_access_disabled"
+            // A port that answers with RST: nothing listens there.
+            | "tcp_rst_closed_port"
     ) || kind.starts_with("route_")
         || kind.starts_with("iptables_")
 }
@@ -365,6 +378,10 @@ pub fn is_degradation_kind(kind: &str) -> bool {
             | "reordering"
             | "packet_diversion"
             | "mtu_mismatch"
+            // Read off the wire: responses slow at the server, or delayed on the path.
+            | "slow_responses"
+            | "server_side_delay"
+            | "path_delay"
     )
 }
 

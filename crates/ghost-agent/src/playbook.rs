@@ -85,6 +85,38 @@ fn thread_probes(t: &Thread) -> Vec<(Protocol, Option<u16>)> {
     v
 }
 
+/// The complaint asks what the packets show (a capture, sender versus receiver).
+fn asks_for_the_wire(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "sender and receiver",
+        "both sides",
+        "both ends",
+        "on the wire",
+        "packet capture",
+        "capture",
+        "what the wire",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+}
+
+/// A complaint that everything is lost ("all internet lost", "nothing works", "total
+/// loss"): a drop of one port cannot explain it.
+fn complains_of_everything(t: &Thread) -> bool {
+    let lower = t.complaint.text.to_ascii_lowercase();
+    t.complaint.ports.is_empty()
+        && t.complaint.kinds.iter().any(|k| k.is_connectivity())
+        && lower
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '%')
+            .any(|w| {
+                matches!(
+                    w,
+                    "all" | "every" | "everything" | "total" | "entire" | "nothing" | "100%"
+                )
+            })
+}
+
 fn is_pair_thread(t: &Thread) -> bool {
     t.complaint
         .kinds
@@ -123,7 +155,8 @@ fn threads_for(f: &Finding, threads: &[Thread]) -> Vec<String> {
                     t.complaint.ports.contains(&p)
                         || (t.complaint.ports.is_empty()
                             && tproto != Some(Protocol::Icmp)
-                            && is_pair_thread(t))
+                            && is_pair_thread(t)
+                            && !complains_of_everything(t))
                 }
                 // A drop of everything (policy, route, blackhole) explains every pair thread.
                 _ => is_pair_thread(t) || t.complaint.kinds.contains(&SymptomKind::AfterChange),
@@ -405,12 +438,11 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
         }
     }
 
+    crate::playbook_storage::storage_steps(engine, opts);
     // 6. Capture, only when cheaper evidence ran out.
-    let control_plane_blocks = engine
-        .state
-        .findings
-        .iter()
-        .any(|f| matches!(f.layer, Layer::Nsg | Layer::Route) && is_blocking(&f.kind));
+    let control_plane_blocks = engine.state.findings.iter().any(|f| {
+        matches!(f.layer, Layer::Nsg | Layer::Route | Layer::Storage) && is_blocking(&f.kind)
+    });
     let os_blocks = engine
         .state
         .findings
@@ -419,19 +451,48 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
     let connectivity = threads
         .iter()
         .any(|t| t.complaint.kinds.iter().any(|k| k.is_connectivity()));
-    if pair && !control_plane_blocks && !os_blocks && connectivity {
+    // A slow or intermittent path that no inspected layer explains, or a request to look at
+    // the wire itself ("compare what sender and receiver see"): only a capture can tell.
+    let degradation_found = engine
+        .state
+        .findings
+        .iter()
+        .any(|f| crate::model::is_degradation_kind(&f.kind));
+    let slow_unexplained = perf && !degradation_found;
+    let wire_asked = asks_for_the_wire(&symptom.text);
+    if pair
+        && !control_plane_blocks
+        && !os_blocks
+        && (connectivity || slow_unexplained || wire_asked)
+    {
+        // A failing port: capture that port. Slowness or a look at the wire: capture
+        // everything the VMs exchange (the application's other flows, DNS) to see it whole.
         let port = probes.iter().find_map(|(_, p)| *p);
+        let port_only = connectivity && !perf && !wire_asked;
         let mut filter = json!({});
-        if let Some(p) = port {
+        if let (Some(p), true) = (port, port_only) {
             filter["port"] = json!(p);
         }
+        let why = if port_only {
+            "the control plane is clean, connectivity fails and the OS layer did not explain it: capture on both ends"
+        } else if wire_asked {
+            "the question is what the wire shows at each end: capture on both ends and compare sender and receiver"
+        } else {
+            "the path is slow or intermittent and no inspected layer (NSGs, routes, OS firewall, traffic control) explains it: capture on both ends to see where the time goes"
+        };
         if let Some(out) = call(
             engine,
             "capture_traffic",
             json!({"both": true, "filter": filter, "duration_secs": opts.capture_secs}),
-            "the control plane is clean, connectivity fails and the OS layer did not explain it: capture on both ends",
+            why,
         ) {
-            if let Some(task) = out.result.summary.get("task_id").and_then(Value::as_str).map(str::to_string) {
+            if let Some(task) = out
+                .result
+                .summary
+                .get("task_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
                 // Poll until analysed (or failed), for the capture's duration plus the time
                 // to stop, download and analyse it.
                 let budget = std::time::Duration::from_secs(u64::from(opts.capture_secs) + 120);
@@ -856,5 +917,57 @@ pub fn conclude(engine: &mut Engine) -> PlaybookOutcome {
             })
             .unwrap_or_else(|| vec![out.result.error.unwrap_or_default()]);
         PlaybookOutcome::Refused(refusals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Complaint;
+
+    fn thread(text: &str, kinds: Vec<SymptomKind>, ports: Vec<u16>) -> Thread {
+        Thread {
+            id: "T1".into(),
+            complaint: Complaint {
+                text: text.into(),
+                kinds,
+                ports,
+                protocol: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_one_port_drop_does_not_explain_total_loss() {
+        let all = thread("all internet lost", vec![SymptomKind::Unreachable], vec![]);
+        assert!(complains_of_everything(&all));
+        let one = thread("iperf hangs", vec![SymptomKind::Hangs], vec![]);
+        assert!(!complains_of_everything(&one));
+        let port = thread(
+            "all of 8080 fails",
+            vec![SymptomKind::Unreachable],
+            vec![8080],
+        );
+        assert!(!complains_of_everything(&port));
+        let drop80 = Finding::new(
+            Layer::OsFirewall,
+            Some("source-vm"),
+            "iptables_drop",
+            "filter/OUTPUT #1",
+            "s",
+            "m",
+            Severity::High,
+        )
+        .attr("port", 80)
+        .attr("protocol", "tcp");
+        assert!(threads_for(&drop80, std::slice::from_ref(&all)).is_empty());
+        assert_eq!(threads_for(&drop80, &[one]), vec!["T1".to_string()]);
+    }
+
+    #[test]
+    fn asking_for_the_wire_is_recognised() {
+        assert!(asks_for_the_wire("compare what sender and receiver see"));
+        assert!(asks_for_the_wire("Capture both ends please"));
+        assert!(!asks_for_the_wire("iperf to 5001 hangs"));
     }
 }

@@ -95,13 +95,29 @@ pub fn accepted_kinds(expected: &str) -> Vec<&str> {
         "docker_chains" => vec!["docker_chains", "iptables_drop"],
         // The rule that drops ICMP fragmentation-needed (its protocol and chain are matched).
         "icmp_frag_needed_dropped" => vec!["icmp_frag_needed_dropped", "iptables_drop"],
+        // The subnet lost its storage endpoint (older spelling of the same kind accepted).
+        // Slow responses placed at the server by a two-ended capture are still slow responses.
+        "slow_responses" => vec!["slow_responses", "server_side_delay"],
+        "missing_service_endpoint" => vec!["missing_service_endpoint", "service_endpoint_missing"],
+        other => vec![other],
+    }
+}
+
+/// Finding layers that answer an expected layer: scenario files name the storage causes
+/// by the part of the relationship that broke (`service_endpoint` on the subnet,
+/// `storage_firewall` on the account); the storage tool reports both as `storage`.
+pub fn accepted_layers(expected: &str) -> Vec<&str> {
+    match expected {
+        "service_endpoint" | "storage_firewall" => vec![expected, "storage"],
         other => vec![other],
     }
 }
 
 /// True when `f` matches every field `e` states.
 pub fn finding_matches(e: &ExpectedCause, f: &Finding) -> bool {
-    if f.layer.as_str() != e.layer || !accepted_kinds(&e.kind).contains(&f.kind.as_str()) {
+    if !accepted_layers(&e.layer).contains(&f.layer.as_str())
+        || !accepted_kinds(&e.kind).contains(&f.kind.as_str())
+    {
         return false;
     }
     if let Some(vm) = &e.vm {
@@ -155,27 +171,105 @@ pub fn root_cause_findings(state: &SessionState) -> Vec<&Finding> {
     out
 }
 
+/// True when `f` is a root cause of a confirmed hypothesis on a thread that comes from the
+/// reported symptom (not one the investigation added for a separate problem).
+fn explains_reported(state: &SessionState, f: &Finding) -> bool {
+    state.hypotheses.iter().any(|h| {
+        h.status == HypothesisStatus::Confirmed
+            && h.findings.contains(&f.id)
+            && state
+                .threads
+                .iter()
+                .find(|t| t.id == h.thread)
+                .is_some_and(|t| {
+                    state
+                        .symptom
+                        .complaints
+                        .iter()
+                        .any(|c| c.text == t.complaint.text)
+                        || state.symptom.text.contains(t.complaint.text.trim())
+                })
+    })
+}
+
 fn is_cause_kind(kind: &str) -> bool {
-    !matches!(
-        kind,
-        "throughput_low"
-            | "latency_high"
-            | "high_variance"
-            | "connectivity_drop"
-            | "handshake_unanswered"
-            | "retransmissions"
-            | "rst"
-            | "dns_latency"
-            | "drift"
-    )
+    // Raw wire observations (pcap-forensics rules) support causes; they are not causes.
+    !kind.starts_with("pcap_")
+        && !matches!(
+            kind,
+            "slow_response"
+                | "dns_unanswered"
+                | "handshake_rejected"
+                | "handshake_incomplete"
+                | "icmp_unanswered"
+                | "udp_unanswered"
+                | "host_down"
+                | "throughput_low"
+                | "latency_high"
+                | "high_variance"
+                | "connectivity_drop"
+                | "handshake_unanswered"
+                | "retransmissions"
+                | "rst"
+                | "dns_latency"
+                | "drift"
+        )
 }
 
 /// Scores `state` against `expected`.
 pub fn score(state: &SessionState, expected: &ScenarioExpectations) -> Score {
+    score_phase(state, expected, None)
+}
+
+/// The phases of a scenario whose expected causes are ranked `phase 1`, `phase 2`, … (in
+/// order); empty for a single-phase scenario.
+pub fn phases(expected: &ScenarioExpectations) -> Vec<String> {
+    let mut out: Vec<(u32, String)> = Vec::new();
+    for e in &expected.expected_causes {
+        if let Some(r) = e.fields.get("rank").and_then(Value::as_str) {
+            if let Some(n) = r
+                .trim()
+                .strip_prefix("phase ")
+                .and_then(|n| n.trim().parse::<u32>().ok())
+            {
+                if !out.iter().any(|(m, _)| *m == n) {
+                    out.push((n, r.trim().to_string()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The expected causes of one phase (`rank` equal to it).
+pub fn causes_of_phase<'a>(
+    expected: &'a ScenarioExpectations,
+    phase: &str,
+) -> Vec<&'a ExpectedCause> {
+    expected
+        .expected_causes
+        .iter()
+        .filter(|e| e.fields.get("rank").and_then(Value::as_str).map(str::trim) == Some(phase))
+        .collect()
+}
+
+/// Scores one phase of a multi-phase scenario (`Some("phase 1")`): the causes of that phase
+/// must be found; a cause of another phase that is still present is not unexpected (the
+/// fault is really there), anything else is. `None` scores the whole scenario.
+pub fn score_phase(
+    state: &SessionState,
+    expected: &ScenarioExpectations,
+    phase: Option<&str>,
+) -> Score {
     let causes = root_cause_findings(state);
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    for e in &expected.expected_causes {
+    let wanted: Vec<&ExpectedCause> = match phase {
+        Some(p) => causes_of_phase(expected, p),
+        None => expected.expected_causes.iter().collect(),
+    };
+    for e in wanted {
         if e.kind == "no_drift" {
             // The sign-off: a drift check ran and found nothing, and no drift is concluded.
             let signed_off = state.calls.iter().any(|c| {
@@ -188,17 +282,40 @@ pub fn score(state: &SessionState, expected: &ScenarioExpectations) -> Score {
             }
             continue;
         }
+        if e.kind == "control_plane_clean" {
+            // The sign-off: NSG verdicts and routes were inspected successfully and no NSG
+            // or route cause is concluded.
+            let inspected = |tool: &str| state.calls.iter().any(|c| c.tool == tool && c.result.ok);
+            let clean = inspected("inspect_nsg")
+                && inspected("inspect_routes")
+                && !causes
+                    .iter()
+                    .any(|f| matches!(f.layer.as_str(), "nsg" | "route"));
+            if clean {
+                found.push(e.describe());
+            } else {
+                missing.push(e.describe());
+            }
+            continue;
+        }
         if causes.iter().any(|f| finding_matches(e, f)) {
             found.push(e.describe());
         } else {
             missing.push(e.describe());
         }
     }
+    // Phase scoring: a cause of this phase matches; a cause of another phase (a fault that is
+    // really still there) is accepted only when the investigation reported it as a separate
+    // problem (a thread it added), not as an explanation of the reported complaint.
+    let this_phase = |e: &ExpectedCause| match phase {
+        None => true,
+        Some(p) => e.fields.get("rank").and_then(Value::as_str).map(str::trim) == Some(p),
+    };
     let matched = |f: &Finding| {
         expected
             .expected_causes
             .iter()
-            .any(|e| finding_matches(e, f))
+            .any(|e| finding_matches(e, f) && (this_phase(e) || !explains_reported(state, f)))
     };
     // A diversion to a userspace queue is the mechanism of the delay/loss/corruption read
     // from its consumer: not a cause of its own when those matched.
@@ -253,6 +370,18 @@ mod tests {
     }
 
     #[test]
+    fn phases_come_from_ranks_in_order() {
+        let e = expected(
+            "name = \"t\"\n[[expected_causes]]\nlayer = \"os_firewall\"\nkind = \"iptables_drop\"\nrank = \"phase 2\"\n[[expected_causes]]\nlayer = \"route\"\nkind = \"udr_dead_appliance\"\nrank = \"phase 1\"\n[[expected_causes]]\nlayer = \"nsg\"\nkind = \"nsg_deny\"\nrank = \"primary\"\n",
+        );
+        assert_eq!(phases(&e), vec!["phase 1", "phase 2"]);
+        let p1 = causes_of_phase(&e, "phase 1");
+        assert_eq!(p1.len(), 1);
+        assert_eq!(p1[0].kind, "udr_dead_appliance");
+        assert!(phases(&expected("name = \"x\"\n")).is_empty());
+    }
+
+    #[test]
     fn matching_is_on_structured_fields_case_insensitive_with_aliases() {
         let e = expected(
             "name = \"x\"\n[[expected_causes]]\nlayer = \"os_firewall\"\nvm = \"dest-vm\"\nkind = \"iptables_drop\"\nchain = \"INPUT\"\nport = 5001\nprotocol = \"Tcp\"\ndetail = \"prose is ignored\"\n[[expected_causes]]\nlayer = \"route\"\nkind = \"udr_none\"\n",
@@ -287,6 +416,40 @@ mod tests {
             Severity::High,
         );
         assert!(finding_matches(&e.expected_causes[1], &blackhole));
+    }
+
+    #[test]
+    fn scenario_f_service_endpoint_matches_the_storage_finding() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../demo/use_case_f/scenario.toml"),
+        )
+        .unwrap();
+        let e = expected(&text);
+        let f = Finding::new(
+            Layer::Storage,
+            Some("source-vm"),
+            "missing_service_endpoint",
+            "vnet-netlab/default",
+            "s",
+            "m",
+            Severity::High,
+        )
+        .attr("rule", "Microsoft.Storage");
+        assert!(finding_matches(&e.expected_causes[0], &f));
+        // Another endpoint, another kind or another layer does not match.
+        let other = f.clone().attr("rule", "Microsoft.Sql");
+        assert!(!finding_matches(&e.expected_causes[0], &other));
+        let rule_missing = Finding {
+            kind: "storage_vnet_rule_missing".into(),
+            ..f.clone()
+        };
+        assert!(!finding_matches(&e.expected_causes[0], &rule_missing));
+        let nsg = Finding {
+            layer: Layer::Nsg,
+            ..f
+        };
+        assert!(!finding_matches(&e.expected_causes[0], &nsg));
     }
 
     #[test]

@@ -146,7 +146,9 @@ pub fn build_context(spec: ContextSpec) -> Result<ToolContext, SessionError> {
         Gate::builder(audit)
             .approver_arc(spec.approver)
             .context(safety_shell::ClassifyContext {
-                output_dir: None,
+                // Capture downloads land under the audit directory's `captures/` (the
+                // orchestrator's layout): writing there is the capture tier, nothing else.
+                output_dir: std::path::absolute(env.audit_dir.join("captures")).ok(),
                 // The kernel's NFQUEUE bindings (queue numbers, pids, counters).
                 read_paths: vec![PathBuf::from("/proc/net/netfilter")],
                 trusted_programs,

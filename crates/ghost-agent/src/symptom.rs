@@ -50,7 +50,8 @@ pub const MAX_BASELINES: usize = 8;
 pub const MAX_COMPLAINTS: usize = 8;
 
 /// The order kinds are listed in: most specific first.
-const KIND_ORDER: [SymptomKind; 9] = [
+const KIND_ORDER: [SymptomKind; 10] = [
+    SymptomKind::Storage,
     SymptomKind::Refused,
     SymptomKind::Hangs,
     SymptomKind::Unreachable,
@@ -249,6 +250,10 @@ static COMPLIANCE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+static STORAGE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:storage|storage accounts?|blob|blobs|blob storage|blob containers?)\b")
+});
+
 /// Parses a symptom. `source_vm` and `dest_vm` are the configured pair's names (either may
 /// be empty). Never panics; output sizes are bounded (see the module doc).
 pub fn parse(text: &str, source_vm: &str, dest_vm: &str) -> Symptom {
@@ -311,6 +316,10 @@ pub fn parse(text: &str, source_vm: &str, dest_vm: &str) -> Symptom {
 ///   `… ago`, `after the … fix/work`.
 /// - compliance: `exposed`, `exposure`, `compliance`, `audit`, `attack surface`, `open
 ///   ports`, `who can reach`, `from any`, `permissive`.
+/// - storage: `storage`, `storage account(s)`, `blob(s)`, `blob storage`, `blob
+///   container(s)` (a bare `container` is not storage: Docker containers are not).
+///   Added to the complaint's other kinds ("VM cannot write to storage" is unreachable and
+///   storage): the path in question runs from a VM to the storage account.
 pub fn kinds_of(text: &str) -> Vec<SymptomKind> {
     let lower = lowercase_same_len(cut(text, MAX_TEXT_BYTES));
     ordered(&kind_set(&lower))
@@ -353,6 +362,9 @@ fn kind_set(lower: &str) -> BTreeSet<SymptomKind> {
     }
     if COMPLIANCE.is_match(lower) {
         k.insert(SymptomKind::Compliance);
+    }
+    if STORAGE.is_match(lower) {
+        k.insert(SymptomKind::Storage);
     }
     k
 }
@@ -767,4 +779,44 @@ fn complaints_in(text: &str, lower: &str) -> Vec<Complaint> {
         .into_iter()
         .map(|(s, e, _, _)| complaint_from(text, lower, s, e))
         .collect()
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+
+    #[test]
+    fn storage_complaints_are_recognised_and_keep_their_other_kinds() {
+        let s = parse(
+            "VM cannot write to storage after subnet maintenance",
+            "source-vm",
+            "dest-vm",
+        );
+        assert_eq!(s.complaints.len(), 1);
+        assert_eq!(
+            s.complaints[0].kinds,
+            vec![
+                SymptomKind::Storage,
+                SymptomKind::Unreachable,
+                SymptomKind::AfterChange
+            ]
+        );
+        assert!(kinds_of("blob uploads get 403").contains(&SymptomKind::Storage));
+        assert!(kinds_of("the storage account refuses us").contains(&SymptomKind::Storage));
+        // Docker containers are not storage; neither is an unrelated word.
+        assert!(
+            !kinds_of("container networking broken after daemon restart")
+                .contains(&SymptomKind::Storage)
+        );
+        assert!(!kinds_of("blobfish are unreachable").contains(&SymptomKind::Storage));
+        // A storage complaint next to a VM-to-VM one is its own thread.
+        let s = parse(
+            "source cannot reach dest:8080 and blob writes fail",
+            "source-vm",
+            "dest-vm",
+        );
+        assert_eq!(s.complaints.len(), 2, "{s:#?}");
+        assert!(!s.complaints[0].kinds.contains(&SymptomKind::Storage));
+        assert!(s.complaints[1].kinds.contains(&SymptomKind::Storage));
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{check_vm, cloud_failure, fail, resource_group, Args};
-use crate::model::{ArtifactRef, Finding, Layer, Severity, ToolResult};
+use crate::model::{ArtifactRef, Finding, Layer, Remediation, Severity, ToolResult};
 use crate::tools::{Tool, ToolContext};
 
 /// Longest capture the tool starts (seconds).
@@ -115,6 +115,7 @@ pub fn wire_kind(rule: &str, title: &str) -> String {
         "tcp.rst_storm" | "tcp.resets_established" => "rst".into(),
         "dns.slow" => "dns_latency".into(),
         "dns.unanswered" => "dns_unanswered".into(),
+        "tcp.slow_response" => "slow_response".into(),
         "xproto.pmtud_black_hole" | "icmp.frag_needed" => "mtu".into(),
         "icmp.echo_unanswered" => "icmp_unanswered".into(),
         "xproto.host_down" => "host_down".into(),
@@ -164,6 +165,115 @@ pub fn wire_findings(vm: &str, capture: &str, found: &[pcap_forensics::Finding])
             f
         })
         .collect()
+}
+
+/// Causes read off the wire once every side of a capture is analysed: a port of a VM that
+/// answers with RST (nothing listens there), and slow application responses, placed by the
+/// sender/receiver comparison when both ends were captured (`server_side_delay` when the
+/// server makes the delay, `path_delay` when the network adds it, `slow_responses` when
+/// only one end was seen). `vm_of` names the VM behind an address (the configured pair).
+pub fn wire_causes(
+    sides: &[(String, String, Vec<pcap_forensics::Finding>)],
+    comparison: Option<&Value>,
+    vm_of: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    let placed = |server: &str| -> Option<String> {
+        comparison?
+            .get("response_times")?
+            .as_array()?
+            .iter()
+            .find(|r| r.get("server").and_then(Value::as_str) == Some(server))?
+            .get("delay_made_at")?
+            .as_str()
+            .map(str::to_string)
+    };
+    for (side_vm, capture, found) in sides {
+        for p in found {
+            let Some((proto, ip, port)) = p.flows.first().and_then(|fl| flow_server(fl)) else {
+                continue;
+            };
+            if proto != "tcp" {
+                continue;
+            }
+            let Some(vm) = vm_of(&ip) else {
+                continue;
+            };
+            let (kind, summary, remediation) = match p.rule {
+                "xproto.filtered_port" if p.title.contains("refused with RST") => (
+                    "tcp_rst_closed_port",
+                    format!("{vm} answers tcp/{port} with RST: nothing listens there (capture on {side_vm}: {})", p.measured),
+                    Remediation {
+                        command: format!("ss -ltnp 'sport = :{port}'"),
+                        run_on: vm.clone(),
+                        explanation: format!("nothing listens on tcp/{port} of {vm}: start the service meant to listen there, or point the clients at the right port; no network layer blocks it"),
+                        verify: format!("ss -ltn 'sport = :{port}' on {vm} shows LISTEN, and a connection to {ip}:{port} completes its handshake"),
+                    },
+                ),
+                "tcp.slow_response" => {
+                    let server = format!("{ip}:{port}");
+                    match placed(&server).as_deref() {
+                        Some("server") => (
+                            "server_side_delay",
+                            format!("{vm} makes the delay on tcp/{port}: both ends see the same slow responses, so the time is spent between request and response at the server and the network adds none ({})", p.measured),
+                            Remediation {
+                                command: format!("ss -tnp 'sport = :{port}'"),
+                                run_on: vm.clone(),
+                                explanation: format!("find the process serving tcp/{port} on {vm} and why some requests take long (its logs, backends, CPU, disk): an application fix, not a network one"),
+                                verify: format!("a capture on {vm} shows no response to tcp/{port} slower than the threshold"),
+                            },
+                        ),
+                        Some("network") => (
+                            "path_delay",
+                            format!("responses from {vm} tcp/{port} are slower at one end than {vm} makes them: the path adds the delay ({})", p.measured),
+                            Remediation {
+                                command: "tc qdisc show; iptables-save -c | grep -i -e NFQUEUE -e statistic".into(),
+                                run_on: vm.clone(),
+                                explanation: "the path between the two captures adds the delay: inspect traffic control and packet diversion on both VMs and the route between them".into(),
+                                verify: "a sender/receiver capture shows the same response times at both ends".into(),
+                            },
+                        ),
+                        _ => (
+                            "slow_responses",
+                            format!("responses from {vm} tcp/{port} are slow on some requests, seen in the capture on {side_vm} ({})", p.measured),
+                            Remediation {
+                                command: format!("ss -tnp 'sport = :{port}'"),
+                                run_on: vm.clone(),
+                                explanation: format!("some requests to tcp/{port} of {vm} wait long for their response: capture at {vm} as well to tell server think time from path delay"),
+                                verify: format!("a capture shows no response from {ip}:{port} slower than the threshold"),
+                            },
+                        ),
+                    }
+                }
+                _ => continue,
+            };
+            if out.iter().any(|f| {
+                f.kind == kind
+                    && f.vm.as_deref() == Some(vm.as_str())
+                    && f.attrs.get("port") == Some(&json!(port))
+            }) {
+                continue;
+            }
+            let f = Finding::new(
+                Layer::Wire,
+                Some(&vm),
+                kind,
+                format!("{vm} tcp/{port}"),
+                summary,
+                format!("{} ({}; threshold {})", p.measured, p.rule, p.threshold),
+                Severity::Medium,
+            )
+            .attr("port", port)
+            .attr("protocol", "tcp")
+            .attr("address", ip.clone())
+            .attr("frames", p.sample_frames.clone())
+            .attr("capture", capture.clone())
+            .attr("rule", p.rule)
+            .with_remediation(remediation);
+            out.push(f);
+        }
+    }
+    out
 }
 
 fn sha256_file(p: &Path) -> Option<String> {
@@ -384,6 +494,7 @@ impl Tool for CheckTask {
                 .map_err(|e| orch_failure("check_task", &e))?;
             let mut r = ToolResult::ok(task_summary(&t));
             let mut analysed = 0;
+            let mut sides_found: Vec<(String, String, Vec<pcap_forensics::Finding>)> = Vec::new();
             for s in &t.sides {
                 let (Some(a), Some(file)) = (&s.analysis, &s.local_file) else {
                     continue;
@@ -415,7 +526,8 @@ impl Tool for CheckTask {
                 ) {
                     Ok(an) => {
                         r.findings
-                            .extend(wire_findings(&s.vm, &s.capture_name, &an.findings))
+                            .extend(wire_findings(&s.vm, &s.capture_name, &an.findings));
+                        sides_found.push((s.vm.clone(), s.capture_name.clone(), an.findings));
                     }
                     Err(e) => {
                         r.summary["analysis_error"] = json!(format!("{}: {e}", file.display()));
@@ -425,8 +537,26 @@ impl Tool for CheckTask {
             let done = t.sides.iter().all(|s| s.state >= TaskState::Analysed);
             r.summary["analysed_sides"] = json!(analysed);
             r.summary["done"] = json!(done);
-            if let Some(c) = &t.comparison {
+            // The orchestrator keeps pcap-forensics' endpoint comparison under `result`.
+            let comparison = t.comparison.as_ref().and_then(|c| c.get("result"));
+            if let Some(c) = comparison {
                 r.summary["comparison"] = c.get("verdict").cloned().unwrap_or(Value::Null);
+                if let Some(v) = c.get("response_verdict") {
+                    r.summary["response_verdict"] = v.clone();
+                }
+            }
+            if done {
+                let pair = [
+                    (ctx.env.source.private_ip, ctx.source_vm()),
+                    (ctx.env.dest.private_ip, ctx.dest_vm()),
+                ];
+                let vm_of = |ip: &str| {
+                    pair.iter()
+                        .find(|(a, _)| a.is_some_and(|a| a.to_string() == ip))
+                        .map(|(_, n)| n.clone())
+                };
+                r.findings
+                    .extend(wire_causes(&sides_found, comparison, &vm_of));
             }
             if !done {
                 r.summary["next"] = json!("call check_task again later");
@@ -561,6 +691,64 @@ mod tests {
         assert_eq!(f.severity, Severity::High);
         assert!(f.untrusted);
         assert!(f.remediation.is_none());
+    }
+
+    #[test]
+    fn wire_causes_name_the_vm_behind_the_address_and_place_slow_responses() {
+        let rst = pf(
+            "xproto.filtered_port",
+            "TCP 198.18.1.5:9999 refused with RST (nothing listens)",
+            &["tcp 198.18.1.4:40000 -> 198.18.1.5:9999"],
+            &[3, 4],
+        );
+        let slow = pf(
+            "tcp.slow_response",
+            "Slow responses from 198.18.1.5:8080: 4 of 19 took 200 ms or more",
+            &["tcp 198.18.1.4:46656 -> 198.18.1.5:8080"],
+            &[40],
+        );
+        let stranger = pf(
+            "xproto.filtered_port",
+            "TCP 198.18.9.9:443 refused with RST",
+            &["tcp 198.18.1.4:40001 -> 198.18.9.9:443"],
+            &[7],
+        );
+        let sides = vec![
+            (
+                "source-vm".to_string(),
+                "cap-src".to_string(),
+                vec![rst.clone(), slow.clone(), stranger],
+            ),
+            (
+                "dest-vm".to_string(),
+                "cap-dst".to_string(),
+                vec![rst, slow],
+            ),
+        ];
+        let vm_of = |ip: &str| (ip == "198.18.1.5").then(|| "dest-vm".to_string());
+        // One end only: slow responses, not yet placed; each cause once.
+        let f = wire_causes(&sides, None, &vm_of);
+        let kinds: Vec<(&str, u64)> = f
+            .iter()
+            .map(|x| (x.kind.as_str(), x.attrs["port"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![("tcp_rst_closed_port", 9999), ("slow_responses", 8080)]
+        );
+        assert!(f.iter().all(|x| x.vm.as_deref() == Some("dest-vm")));
+        assert!(f.iter().all(|x| x.remediation.is_some()));
+        // The comparison places the delay at the server, or on the path.
+        let cmp =
+            json!({"response_times": [{"server": "198.18.1.5:8080", "delay_made_at": "server"}]});
+        let f = wire_causes(&sides, Some(&cmp), &vm_of);
+        assert_eq!(f[1].kind, "server_side_delay");
+        let cmp =
+            json!({"response_times": [{"server": "198.18.1.5:8080", "delay_made_at": "network"}]});
+        assert_eq!(
+            wire_causes(&sides, Some(&cmp), &vm_of)[1].kind,
+            "path_delay"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Tools over the hosts: [`host`] (`run_shell`, `run_pipe_meter`, `inspect_os_layer`).
 //! Tools over the control plane and captures: [`cloud`] (`inspect_nsg`, `inspect_routes`,
 //! `trace_reachability`, `detect_effective_network_drift`, `capture_traffic`, `check_task`,
-//! `cancel_task`, `cleanup_task`). `manage_hypotheses` and `complete_investigation` act on
+//! `cancel_task`, `cleanup_task`). Storage access from a VM: [`storage`]
+//! (`inspect_storage_access`). `manage_hypotheses` and `complete_investigation` act on
 //! the session and live in the engine.
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use crate::model::{Expectations, ToolResult};
 pub mod cloud;
 pub mod host;
 pub mod nfqueue;
+pub mod storage;
 
 /// Everything a tool needs to act: the environment, the one gate, the cloud provider, how
 /// each VM is reached, where artifacts go.
@@ -85,5 +87,6 @@ pub trait Tool: Send + Sync {
 pub fn all_tools() -> Vec<Box<dyn Tool>> {
     let mut v = host::tools();
     v.extend(cloud::tools());
+    v.extend(storage::tools());
     v
 }
