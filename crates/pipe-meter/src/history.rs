@@ -1,9 +1,11 @@
 //! `pipe-meter history`: past results of one (source, dest) pair from the stored result
-//! artifacts, as a table and an SVG chart of P90 latency and throughput over time.
+//! artifacts (the local audit directory and, when configured, the blob container), as a
+//! table and an SVG chart of P90 latency and throughput over time.
 
-use cloud_provider::artifact::{Artifact, ArtifactStore};
+use cloud_provider::artifact::ArtifactError;
 use serde::Serialize;
-use serde_json::Value;
+
+use crate::store::{Origin, Sources};
 
 /// One past result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,6 +26,8 @@ pub struct HistoryRow {
     pub anomaly_type: Option<String>,
     /// success / aborted_preflight / failed / interrupted.
     pub status: String,
+    /// Where it was read (the local audit directory or the blob container).
+    pub origin: Origin,
 }
 
 /// What history could read.
@@ -33,17 +37,36 @@ pub struct History {
     pub rows: Vec<HistoryRow>,
     /// Artifacts that could not be read (name and reason).
     pub unreadable: Vec<String>,
+    /// Artifacts that failed verification against their `.sha256` sidecar (exit 4).
+    pub integrity_failures: Vec<String>,
+    /// Stores that could not be read (e.g. the blob container could not be listed).
+    pub store_errors: Vec<String>,
+    /// What was searched (`./audit`, or `./audit + blob:account/container`).
+    pub searched: String,
 }
 
-/// Reads every `pmeter_*_result.json` in `store` whose source and destination match.
-pub fn collect<S: ArtifactStore>(store: &S, source: &str, dest: &str) -> Result<History, String> {
-    let mut h = History::default();
-    let metas = store.list("pmeter").map_err(|e| e.to_string())?;
-    for m in metas.iter().filter(|m| m.name.ends_with("_result.json")) {
-        let a: Artifact<Value> = match store.get_json(&m.name) {
+/// Reads every `pmeter_*_result.json` in the local audit directory and, when configured,
+/// the blob container (one per session, the local copy preferred), keeping those whose
+/// source and destination match. Each is verified against its sidecar.
+pub fn collect(sources: &Sources<'_>, source: &str, dest: &str) -> Result<History, String> {
+    let mut h = History {
+        searched: sources.describe(),
+        ..History::default()
+    };
+    let candidates = sources
+        .candidates("pmeter", "_result.json", &mut h.store_errors)
+        .map_err(|e| e.to_string())?;
+    for c in &candidates {
+        let a = match sources.load(c) {
             Ok(a) => a,
             Err(e) => {
-                h.unreadable.push(format!("{}: {e}", m.name));
+                let line = format!("{}: {e}", c.name);
+                if matches!(e, ArtifactError::Integrity { .. }) {
+                    h.integrity_failures.push(line.clone());
+                } else if matches!(e, ArtifactError::Backend(_) | ArtifactError::Io { .. }) {
+                    h.store_errors.push(line.clone());
+                }
+                h.unreadable.push(line);
                 continue;
             }
         };
@@ -61,6 +84,7 @@ pub fn collect<S: ArtifactStore>(store: &S, source: &str, dest: &str) -> Result<
             throughput_p90: r["throughput_p90"].as_f64(),
             anomaly_type: r["anomaly_type"].as_str().map(str::to_string),
             status: a.body["status"].as_str().unwrap_or("unknown").to_string(),
+            origin: c.origin,
         });
     }
     h.rows.sort_by(|a, b| {
@@ -71,6 +95,20 @@ pub fn collect<S: ArtifactStore>(store: &S, source: &str, dest: &str) -> Result<
     Ok(h)
 }
 
+impl History {
+    /// The exit code of `pipe-meter history`: 4 when an artifact failed verification, 3 when
+    /// a store could not be read, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if !self.integrity_failures.is_empty() {
+            4
+        } else if !self.store_errors.is_empty() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map(|x| format!("{x:.prec$}"))
         .unwrap_or_else(|| "-".into())
@@ -79,12 +117,20 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 /// A fixed-width text table.
 pub fn table(h: &History) -> String {
     let mut out = format!(
-        "{:<32} {:<25} {:<10} {:>4} {:>14} {:>12} {:<18} {}\n",
-        "session", "timestamp", "test", "base", "lat_p90_us", "thr_p90_gbps", "anomaly", "status"
+        "{:<32} {:<25} {:<10} {:>4} {:>14} {:>12} {:<18} {:<18} {}\n",
+        "session",
+        "timestamp",
+        "test",
+        "base",
+        "lat_p90_us",
+        "thr_p90_gbps",
+        "anomaly",
+        "status",
+        "from"
     );
     for r in &h.rows {
         out.push_str(&format!(
-            "{:<32} {:<25} {:<10} {:>4} {:>14} {:>12} {:<18} {}\n",
+            "{:<32} {:<25} {:<10} {:>4} {:>14} {:>12} {:<18} {:<18} {}\n",
             r.session_id,
             r.timestamp,
             r.test_type,
@@ -92,7 +138,11 @@ pub fn table(h: &History) -> String {
             opt(r.latency_p90, 1),
             opt(r.throughput_p90, 4),
             r.anomaly_type.as_deref().unwrap_or("-"),
-            r.status
+            r.status,
+            match r.origin {
+                Origin::Local => "local",
+                Origin::Blob => "blob",
+            }
         ));
     }
     out
@@ -187,6 +237,7 @@ mod tests {
                     throughput_p90: Some(1.0),
                     anomaly_type: None,
                     status: "success".into(),
+                    origin: Origin::Local,
                 },
                 HistoryRow {
                     session_id: "pmeter_b".into(),
@@ -197,9 +248,10 @@ mod tests {
                     throughput_p90: Some(0.5),
                     anomaly_type: Some("HIGH_VARIANCE".into()),
                     status: "success".into(),
+                    origin: Origin::Local,
                 },
             ],
-            unreadable: vec![],
+            ..History::default()
         };
         let t = table(&h);
         assert_eq!(t.lines().count(), 3);

@@ -9,7 +9,8 @@
 //! - [`stats`]: nearest-rank percentiles and the anomaly rules;
 //! - [`pipeline`]: the stages, entry point [`pipeline::run_pipe_meter`];
 //! - [`report`]: the console summary;
-//! - [`history`]: past results of a (source, dest) pair as a table and an SVG chart.
+//! - [`history`]: past results of a (source, dest) pair as a table and an SVG chart;
+//! - [`store`]: stored results and baselines, local and in the blob container.
 //!
 //! ```
 //! use pipe_meter::stats::{compute, Anomaly};
@@ -29,6 +30,7 @@ pub mod pipeline;
 pub mod remote;
 pub mod report;
 pub mod stats;
+pub mod store;
 
 pub use config::{CompareMode, PipeConfig, PipeConfigError, TestType};
 pub use pipeline::{run_pipe_meter, PipelineError, PipelineResult, Progress, RunOptions, Status};

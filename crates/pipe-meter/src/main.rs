@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cloud_provider::artifact::LocalStore;
-use cloud_provider::config::FlagOverrides;
+use cloud_provider::config::{Environment, FlagOverrides};
+use cloud_provider::provider::{BlobAuth, BlobLocation, CloudProvider};
 use pipe_meter::{run_pipe_meter, PipeConfig, RunOptions};
 use safety_shell::approve::{AllRiskyApprover, NeverApprover, PolicyApprover, TerminalApprover};
 use safety_shell::audit::AuditLog;
@@ -20,11 +20,16 @@ const EXAMPLES: &str = "Examples:
   pipe-meter --config config.env --compare-baseline --approve-policy demo/approve_policy_demo.toml
   # short run, JSON result only
   pipe-meter --config config.env --duration 2 --iterations 3 --approve all-risky --json
-  # trend of past results
+  # trend of past results (local, plus the blob container named in config.env)
   pipe-meter history --source 198.18.1.4 --dest 198.18.1.5 --svg trend.svg
+  pipe-meter history --config config.env --source 198.18.1.4 --dest 198.18.1.5
 
-Exit codes: 0 clean, 1 anomaly, 2 usage/config error, 3 runtime failure, 4 integrity failure,
-5 an operator denied a gated action.";
+Baselines and results are read from the audit directory and, when STORAGE_ACCOUNT_NAME and
+STORAGE_CONTAINER_NAME are set, from that container too (what --upload wrote).
+
+Exit codes: 0 clean, 1 anomaly, 2 usage/config error, 3 runtime failure, 4 integrity failure
+(a stored baseline or result does not match its .sha256), 5 an operator denied a gated
+action, 130 interrupted (Ctrl-C; the artifacts so far are written, the servers stopped).";
 
 #[derive(Parser)]
 #[command(name = "pipe-meter", version, about = "Deterministic VM-to-VM latency (qperf) and throughput (iperf2) measurement with baselines.", after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
@@ -55,9 +60,26 @@ struct HistoryArgs {
     /// Destination private IP.
     #[arg(long)]
     dest: String,
-    /// Where the artifacts are (default: AUDIT_DIR or ./audit).
+    /// A KEY=VALUE config.env file (AUDIT_DIR, STORAGE_ACCOUNT_NAME, STORAGE_CONTAINER_NAME,
+    /// STORAGE_AUTH_MODE, AZ_PATH).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the artifacts are (AUDIT_DIR; default ./audit).
     #[arg(long = "audit-dir")]
-    audit_dir: Option<PathBuf>,
+    audit_dir: Option<String>,
+    /// Also read the results stored in this account's container (STORAGE_ACCOUNT_NAME).
+    #[arg(long = "storage-account-name")]
+    storage_account: Option<String>,
+    /// The container (STORAGE_CONTAINER_NAME).
+    #[arg(long = "storage-container-name")]
+    storage_container: Option<String>,
+    /// Decide gated (RISKY) commands without a prompt: never or all-risky (listing and
+    /// downloading stored results are SAFE).
+    #[arg(long, value_enum)]
+    approve: Option<ApproveArg>,
+    /// Decide gated commands with a policy file.
+    #[arg(long = "approve-policy", conflicts_with = "approve")]
+    approve_policy: Option<PathBuf>,
     /// Write the SVG chart to this file.
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -216,12 +238,51 @@ fn main() {
 }
 
 fn history(h: HistoryArgs) -> Result<i32, Fail> {
-    let dir = h
-        .audit_dir
-        .or_else(|| std::env::var_os("AUDIT_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("./audit"));
-    let store = LocalStore::new(dir.clone());
-    let hist = pipe_meter::history::collect(&store, &h.source, &h.dest).map_err(|e| {
+    let settings = PipeConfig::settings(h.config.as_deref()).map_err(|e| Fail(2, e.to_string()))?;
+    let mut f = FlagOverrides::default();
+    f.set("AUDIT_DIR", h.audit_dir)
+        .set("STORAGE_ACCOUNT_NAME", h.storage_account)
+        .set("STORAGE_CONTAINER_NAME", h.storage_container);
+    let env = Environment::resolve(&settings, &f).map_err(|e| Fail(2, e.to_string()))?;
+    let dir = env.audit_dir.clone();
+    let location = match (&env.storage_account, &env.storage_container) {
+        (Some(account), Some(container)) => Some(BlobLocation {
+            account: account.clone(),
+            container: container.clone(),
+            auth: BlobAuth::from_settings(&settings).map_err(|e| Fail(2, e.to_string()))?,
+        }),
+        _ => None,
+    };
+    // The blob container is read through az over the gate (listing and downloading into the
+    // scratch directory are SAFE); the gate's audit log goes to the audit directory.
+    let provider = match &location {
+        None => None,
+        Some(_) => {
+            let session = format!(
+                "pmeter_history_{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            );
+            let gate = build_gate(
+                &settings,
+                &env,
+                &session,
+                h.approve,
+                h.approve_policy.as_deref(),
+                Duration::from_secs(120),
+                true,
+            )?;
+            Some(
+                cloud_provider::azure::AzureCli::new(Arc::new(gate), env.az_path.clone())
+                    .with_subscription(env.subscription_id.clone()),
+            )
+        }
+    };
+    let sources = pipe_meter::store::Sources::new(
+        &dir,
+        provider.as_ref().map(|p| p as &dyn CloudProvider),
+        location,
+    );
+    let hist = pipe_meter::history::collect(&sources, &h.source, &h.dest).map_err(|e| {
         Fail(
             3,
             format!("cannot read the artifacts in {}: {e}", dir.display()),
@@ -238,11 +299,90 @@ fn history(h: HistoryArgs) -> Result<i32, Fail> {
         );
     } else {
         print!("{}", pipe_meter::history::table(&hist));
-        for u in &hist.unreadable {
-            eprintln!("unreadable: {u}");
-        }
     }
-    Ok(0)
+    for u in &hist.unreadable {
+        eprintln!("pipe-meter: unreadable: {u}");
+    }
+    for e in hist
+        .store_errors
+        .iter()
+        .filter(|e| !hist.unreadable.contains(e))
+    {
+        eprintln!("pipe-meter: {e}");
+    }
+    if !hist.integrity_failures.is_empty() {
+        eprintln!(
+            "pipe-meter: {} stored result(s) failed verification against their .sha256 sidecar (integrity failure); they are not in the table",
+            hist.integrity_failures.len()
+        );
+    }
+    Ok(hist.exit_code())
+}
+
+/// The gate for a run or for `history`: the audit log in the audit directory, the approver
+/// from `--approve`/`--approve-policy`/`SAFETY_APPROVE` (a terminal prompt otherwise), blob
+/// downloads into the scratch directory SAFE, and `AZ_PATH` trusted as `az` when it is an
+/// absolute path the operator configured.
+fn build_gate(
+    settings: &cloud_provider::config::Settings,
+    env: &Environment,
+    audit_session: &str,
+    approve: Option<ApproveArg>,
+    approve_policy: Option<&std::path::Path>,
+    per_cmd: Duration,
+    safe_only: bool,
+) -> Result<Gate, Fail> {
+    let audit = AuditLog::open_in_dir(&env.audit_dir, audit_session).map_err(|e| {
+        Fail(
+            3,
+            format!(
+                "cannot open the audit log in {}: {e}",
+                env.audit_dir.display()
+            ),
+        )
+    })?;
+    let trusted_programs = if env.az_path.is_absolute() {
+        vec![env.az_path.clone()]
+    } else {
+        Vec::new()
+    };
+    let builder = Gate::builder(audit)
+        .timeout(per_cmd)
+        .context(safety_shell::ClassifyContext {
+            output_dir: Some(pipe_meter::store::scratch_dir(&env.audit_dir)),
+            read_paths: Vec::new(),
+            trusted_programs,
+        });
+    let approve = match (approve, approve_policy.is_some()) {
+        (Some(x), _) => Some(x),
+        (None, true) => None,
+        (None, false) => match settings.get("SAFETY_APPROVE").as_deref() {
+            None => None,
+            Some("never") => Some(ApproveArg::Never),
+            Some("all-risky") => Some(ApproveArg::AllRisky),
+            Some(other) => {
+                return Err(Fail(
+                    2,
+                    format!(
+                        "invalid value `{other}` for SAFETY_APPROVE: expected never or all-risky"
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(match (approve, approve_policy) {
+        (Some(ApproveArg::Never), _) => builder.approver(NeverApprover).build(),
+        (Some(ApproveArg::AllRisky), _) => builder.approver(AllRiskyApprover).build(),
+        (None, Some(p)) => builder
+            .approver(PolicyApprover::load(p).map_err(|e| Fail(2, e.to_string()))?)
+            .build(),
+        (None, None) => match TerminalApprover::open(Duration::from_secs(120)) {
+            Ok(t) => builder.approver(t).build(),
+            // Only SAFE commands are expected (history): without a terminal, refuse the rest.
+            Err(_) if safe_only => builder.approver(NeverApprover).build(),
+            Err(e) => return Err(Fail(2, e.to_string())),
+        },
+    })
 }
 
 fn run(a: RunArgs) -> Result<i32, Fail> {
@@ -287,49 +427,18 @@ fn run(a: RunArgs) -> Result<i32, Fail> {
         .clone()
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|| format!("pmeter_{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
-    let audit = AuditLog::open_in_dir(&cfg.env.audit_dir, &audit_session).map_err(|e| {
-        Fail(
-            3,
-            format!(
-                "cannot open the audit log in {}: {e}",
-                cfg.env.audit_dir.display()
-            ),
-        )
-    })?;
     let per_cmd = cfg.duration_secs.max(cfg.qperf_duration_secs)
         + pipe_meter::pipeline::CLIENT_GRACE_SECS
         + 30;
-    let builder = Gate::builder(audit).timeout(Duration::from_secs(per_cmd as u64));
-    let approve = match (a.approve, a.approve_policy.is_some()) {
-        (Some(x), _) => Some(x),
-        (None, true) => None,
-        (None, false) => match settings.get("SAFETY_APPROVE").as_deref() {
-            None => None,
-            Some("never") => Some(ApproveArg::Never),
-            Some("all-risky") => Some(ApproveArg::AllRisky),
-            Some(other) => {
-                return Err(Fail(
-                    2,
-                    format!(
-                        "invalid value `{other}` for SAFETY_APPROVE: expected never or all-risky"
-                    ),
-                ))
-            }
-        },
-    };
-    let gate = match (approve, &a.approve_policy) {
-        (Some(ApproveArg::Never), _) => builder.approver(NeverApprover).build(),
-        (Some(ApproveArg::AllRisky), _) => builder.approver(AllRiskyApprover).build(),
-        (None, Some(p)) => builder
-            .approver(PolicyApprover::load(p).map_err(|e| Fail(2, e.to_string()))?)
-            .build(),
-        (None, None) => builder
-            .approver(
-                TerminalApprover::open(Duration::from_secs(120))
-                    .map_err(|e| Fail(2, e.to_string()))?,
-            )
-            .build(),
-    };
+    let gate = build_gate(
+        &settings,
+        &cfg.env,
+        &audit_session,
+        a.approve,
+        a.approve_policy.as_deref(),
+        Duration::from_secs(per_cmd as u64),
+        false,
+    )?;
     let gate = Arc::new(gate);
     // The provider reads effective NSGs for the preflight check (az through the same gate;
     // AZ_PATH selects the executable, e.g. netlab's az front end in the lab).
@@ -340,7 +449,7 @@ fn run(a: RunArgs) -> Result<i32, Fail> {
     {
         let cancel = cancel.clone();
         cloud_provider::interrupt::on_ctrl_c(vec![Box::new(move || {
-            eprintln!("pipe-meter: interrupted; stopping the servers it started");
+            eprintln!("pipe-meter: interrupted; finishing the run in progress, then stopping the servers it started");
             cancel.store(true, Ordering::SeqCst);
         })]);
     }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use cloud_provider::artifact::{Artifact, ArtifactHeader, ArtifactStore, LocalStore};
+use cloud_provider::artifact::{
+    Artifact, ArtifactError, ArtifactHeader, ArtifactStore, LocalStore,
+};
 use cloud_provider::provider::{BlobLocation, CloudProvider};
 use cloud_provider::remote::ssh_target;
 use cloud_provider::session::SessionId;
@@ -25,6 +27,9 @@ use crate::stats::{self, Anomaly, MetricStats};
 pub const TOOL: &str = "pipe-meter";
 /// The artifact schema version.
 pub const SCHEMA_VERSION: &str = "1";
+/// The exit code of a run interrupted by Ctrl-C (128 + SIGINT, as ghost-agent and
+/// cloud-orchestrator use).
+pub const EXIT_INTERRUPTED: i32 = 130;
 /// Seconds added to each client's own duration before `timeout` kills it.
 pub const CLIENT_GRACE_SECS: u32 = 5;
 
@@ -38,7 +43,7 @@ pub enum Status {
     AbortedPreflight,
     /// A runtime failure stopped the run (exit 3).
     Failed,
-    /// Interrupted (Ctrl-C) during measurement (exit 3).
+    /// Interrupted (Ctrl-C) during measurement (exit 130, [`EXIT_INTERRUPTED`]).
     Interrupted,
 }
 
@@ -109,7 +114,8 @@ pub struct PipelineResult {
     pub session_id: SessionId,
     /// How it ended.
     pub status: Status,
-    /// The process exit code (0 clean, 1 anomaly, 2 config, 3 runtime, 5 denied).
+    /// The process exit code (0 clean, 1 anomaly, 2 config, 3 runtime, 4 integrity failure
+    /// of the baseline compared with, 5 denied, 130 interrupted).
     pub exit_code: i32,
     /// The result artifact's body.
     pub result: Value,
@@ -420,7 +426,9 @@ pub fn run_pipe_meter(
     result["expectation"] = expectation;
     result["wall_time_ms"] = json!(started.elapsed().as_millis() as u64);
     let exit_code = if m.interrupted {
-        3
+        EXIT_INTERRUPTED
+    } else if comparison["integrity_failure"] == json!(true) {
+        4
     } else if overall.is_some() {
         1
     } else {
@@ -521,14 +529,7 @@ fn finish(
     let mut names = ctx.artifacts.clone();
     names.push(result_name.clone());
     result["artifacts"] = json!(names);
-    let location = match (&ctx.cfg.env.storage_account, &ctx.cfg.env.storage_container) {
-        (Some(account), Some(container)) => Some(BlobLocation {
-            account: account.clone(),
-            container: container.clone(),
-            auth: ctx.blob_auth,
-        }),
-        _ => None,
-    };
+    let location = blob_location(ctx);
     let upload_to = match (&location, ctx.upload, ctx.provider) {
         (None, ..) => {
             result["blob"] = json!({"uploaded": false, "reason": "no storage account configured (STORAGE_ACCOUNT_NAME and STORAGE_CONTAINER_NAME)"});
@@ -1418,6 +1419,11 @@ fn measure(ctx: &Ctx<'_>, source: &Target, dest: &Target, opts: &RunOptions<'_>)
     if cfg.test_type.latency() {
         starts.push(("qperf", vec!["-lp".into(), cfg.qperf_port.to_string()]));
     }
+    if opts.cancel.load(Ordering::SeqCst) {
+        // Ctrl-C during the preflight: nothing is started.
+        out.interrupted = true;
+        return out;
+    }
     match start_servers(ctx, dest, &starts) {
         Ok(recs) => guard.servers = recs,
         Err(RunError::Denied(e)) => {
@@ -1477,6 +1483,12 @@ fn measure(ctx: &Ctx<'_>, source: &Target, dest: &Target, opts: &RunOptions<'_>)
                     }
                 }
             }
+            if cfg.test_type.throughput() && opts.cancel.load(Ordering::SeqCst) {
+                // Interrupted between the two tools: keep the latency sample just taken.
+                out.interrupted = true;
+                out.runs.push(it);
+                break 'runs;
+            }
             if cfg.test_type.throughput() {
                 let argv = vec![
                     "iperf".into(),
@@ -1514,6 +1526,23 @@ fn measure(ctx: &Ctx<'_>, source: &Target, dest: &Target, opts: &RunOptions<'_>)
 
 // ---------------------------------------------------------------- compare, report
 
+/// The stores `compare` reads: the audit directory and, when both storage names are set and
+/// a provider was given, the blob container.
+fn sources<'a>(ctx: &Ctx<'a>) -> crate::store::Sources<'a> {
+    crate::store::Sources::new(ctx.store.dir(), ctx.provider, blob_location(ctx))
+}
+
+fn blob_location(ctx: &Ctx<'_>) -> Option<BlobLocation> {
+    match (&ctx.cfg.env.storage_account, &ctx.cfg.env.storage_container) {
+        (Some(account), Some(container)) => Some(BlobLocation {
+            account: account.clone(),
+            container: container.clone(),
+            auth: ctx.blob_auth,
+        }),
+        _ => None,
+    }
+}
+
 fn compare(ctx: &Ctx<'_>, lat: Option<&MetricStats>, thr: Option<&MetricStats>) -> Value {
     let cfg = ctx.cfg;
     let mut c = json!({
@@ -1522,39 +1551,48 @@ fn compare(ctx: &Ctx<'_>, lat: Option<&MetricStats>, thr: Option<&MetricStats>) 
         "delta_pct_latency": null, "delta_pct_throughput": null,
         "requested": cfg.compare, "key": cfg.baseline_key(), "error": null,
     });
-    let loaded: Result<Option<Artifact<Value>>, String> = match &cfg.compare {
+    if cfg.compare == CompareMode::None {
+        return c;
+    }
+    let src = sources(ctx);
+    c["searched"] = json!(src.describe());
+    let mut notes: Vec<String> = Vec::new();
+    let loaded = match &cfg.compare {
         CompareMode::None => return c,
-        CompareMode::Latest => ctx
-            .store
-            .latest("pmeter", "baseline", Some(&cfg.baseline_key()))
-            .map_err(|e| e.to_string()),
-        CompareMode::Session(id) => {
-            let name = format!("{}_baseline.json", id.as_str());
-            match ctx.store.exists(&name) {
-                Ok(false) => Ok(None),
-                Ok(true) => ctx
-                    .store
-                    .get_json::<Value>(&name)
-                    .map(Some)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        // Not the baseline this run may have just written (--is-baseline with
+        // --compare-baseline compares with the previous one).
+        CompareMode::Latest => src.latest(
+            "pmeter",
+            "baseline",
+            &cfg.baseline_key(),
+            Some(&format!("{}_baseline.json", ctx.session.as_str())),
+            &mut notes,
+        ),
+        CompareMode::Session(id) => src.by_name(&format!("{}_baseline.json", id.as_str())),
     };
-    let base = match loaded {
+    if !notes.is_empty() {
+        c["store_notes"] = json!(notes);
+    }
+    let found = match loaded {
         Ok(Some(b)) => b,
         Ok(None) => {
             c["error"] = json!(format!(
-                "no baseline found for {} (run once with --is-baseline first)",
-                cfg.baseline_key()
+                "no baseline found for {} in {} (run once with --is-baseline first)",
+                cfg.baseline_key(),
+                src.describe()
             ));
             return c;
         }
         Err(e) => {
+            if matches!(e, ArtifactError::Integrity { .. }) {
+                c["integrity_failure"] = json!(true);
+            }
             c["error"] = json!(format!("the baseline could not be read: {e}"));
             return c;
         }
     };
+    c["baseline_origin"] = json!(found.origin);
+    let base = found.artifact;
     let p90 = |m: &str| {
         base.body
             .get(m)

@@ -1,6 +1,8 @@
 //! CLI behaviour: validation errors name the flag and value (exit 2), help shows examples,
 //! `--json` prints only the result artifact, an unreachable VM is a runtime failure (exit 3),
-//! and `history` reads stored results.
+//! and `history` reads stored results, locally and (through a fake `az` on `AZ_PATH`) from the
+//! blob container: SAFE without an approver, a changed result exit 4, an unlistable
+//! container exit 3.
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -181,4 +183,104 @@ fn history_of_an_empty_store() {
         .success()
         .stdout(predicate::str::contains("session"));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+/// A stand-in for `az storage blob list/download` over a directory (`$FAKE_BLOBS`): what the
+/// CLI's `history` reads from the container, through the gate, with no approver.
+const FAKE_AZ: &str = r#"#!/bin/sh
+verb="$3"; name=""; file=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name) name="$2"; shift ;;
+    --file) file="$2"; shift ;;
+  esac
+  shift
+done
+case "$verb" in
+  list)
+    if [ -e "$FAKE_BLOBS/.fail" ]; then echo "ERROR: This request is not authorized to perform this operation." >&2; exit 1; fi
+    printf '['; sep=''
+    for f in "$FAKE_BLOBS"/*; do
+      [ -f "$f" ] || continue
+      printf '%s{"name": "%s", "properties": {"lastModified": "2026-11-22T07:00:00+00:00"}}' "$sep" "$(basename "$f")"; sep=','
+    done
+    printf ']\n' ;;
+  download)
+    if [ -f "$FAKE_BLOBS/$name" ]; then cp "$FAKE_BLOBS/$name" "$file"; else echo "ERROR: The specified blob does not exist. ErrorCode:BlobNotFound" >&2; exit 3; fi ;;
+  *) echo "unexpected az $verb" >&2; exit 2 ;;
+esac
+"#;
+
+fn result_artifact(session: &str) -> (String, Vec<u8>, String) {
+    let name = format!("{session}_result.json");
+    let body = serde_json::json!({
+        "schema_version": "1", "tool": "pipe-meter", "tool_version": "0.1.0",
+        "session_id": session, "kind": "result", "created_at": "2026-11-22T07:00:00Z",
+        "test_metadata": {"source_ip": "198.18.1.4", "destination_ip": "198.18.1.5",
+            "timestamp": "2026-11-22T07:00:00+00:00", "test_type": "both", "is_baseline": false},
+        "results": {"latency_p90": 20.0, "throughput_p90": 0.1, "anomaly_type": null},
+        "status": "success"
+    });
+    let bytes = serde_json::to_vec_pretty(&body).unwrap();
+    let sidecar = cloud_provider::artifact::sidecar_line(&name, &bytes);
+    (name, bytes, sidecar)
+}
+
+#[test]
+fn history_reads_the_blob_container_and_refuses_changed_results() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let az = dir.path().join("az");
+    std::fs::write(&az, FAKE_AZ).unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let blobs = dir.path().join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let (name, bytes, sidecar) = result_artifact("pmeter_stored1");
+    std::fs::write(blobs.join(&name), &bytes).unwrap();
+    std::fs::write(blobs.join(format!("{name}.sha256")), &sidecar).unwrap();
+    let audit = dir.path().join("audit");
+    let history = |expect: i32| {
+        let o = cmd()
+            .env("AZ_PATH", &az)
+            .env("FAKE_BLOBS", &blobs)
+            .args([
+                "history",
+                "--source",
+                "198.18.1.4",
+                "--dest",
+                "198.18.1.5",
+                "--json",
+                "--storage-account-name",
+                "stlab",
+                "--storage-container-name",
+                "results",
+                "--audit-dir",
+            ])
+            .arg(&audit)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(expect), "stderr: {stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v, stderr)
+    };
+    // Listed and downloaded with no approver (SAFE), verified, marked as from the container.
+    let (v, _) = history(0);
+    assert_eq!(v["rows"][0]["session_id"], "pmeter_stored1", "{v}");
+    assert_eq!(v["rows"][0]["origin"], "blob");
+    assert!(v["searched"]
+        .as_str()
+        .unwrap()
+        .contains("blob:stlab/results"));
+    // Changed after upload: an integrity failure, exit 4, left out of the table.
+    let mut changed = bytes.clone();
+    changed.extend_from_slice(b"\n");
+    std::fs::write(blobs.join(&name), &changed).unwrap();
+    let (v, stderr) = history(4);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 0, "{v}");
+    assert!(stderr.contains("integrity failure"), "{stderr}");
+    // A container that cannot be listed: exit 3, with the reason.
+    std::fs::write(blobs.join(".fail"), "").unwrap();
+    let (_, stderr) = history(3);
+    assert!(stderr.contains("could not be listed"), "{stderr}");
 }

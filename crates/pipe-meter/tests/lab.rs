@@ -1,181 +1,277 @@
 //! Lab tests: pipe-meter over real SSH, real iperf2/qperf and real faults in a netlab lab
 //! (network namespaces). They need root, the lab packages (`scripts/setup.sh`) and the
 //! `netlab` binary (`cargo build -p netlab`, or NETLAB_BIN). Otherwise they print one SKIP
-//! line. One lab serves every phase (clean, K, G, J, L, L opened) (sequential: measurements in parallel would disturb
-//! each other on a small CI machine); it is torn down on success, failure and panic.
+//! line. One lab serves every phase (clean, K, G, J, L, L opened, Ctrl-C, baselines from the
+//! blob container) (sequential: measurements in parallel would disturb each other on a small
+//! CI machine); it is torn down on success, failure and panic. The clean path's stability is
+//! asserted in `lab_capped.rs` (a lab with a VM bandwidth cap).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{assert_no_servers, demo, pipe_meter, skip_reason, Lab};
 use serde_json::Value;
 
-fn netlab_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("NETLAB_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    // target/debug/deps/lab-HASH → target/debug/netlab
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("netlab");
-    p.is_file().then_some(p)
-}
-
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("lab tests need root".into());
-    }
-    for tool in [
-        "ip",
-        "nft",
-        "iptables",
-        "tc",
-        "ssh",
-        "ssh-keygen",
-        "iperf",
-        "qperf",
-        "ss",
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("lab tests need `{tool}`, which is missing"));
-        }
-    }
-    if !Path::new("/usr/sbin/sshd").exists() {
-        return Some("lab tests need /usr/sbin/sshd".into());
-    }
-    if netlab_bin().is_none() {
-        return Some(
-            "the netlab binary is not built (run `cargo build -p netlab` or set NETLAB_BIN)".into(),
-        );
-    }
-    None
-}
-
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
-}
-
-struct Lab {
-    id: String,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn nl(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.insert(1, "--prefix");
-        a.insert(2, &self.id);
-        Command::new(netlab_bin().unwrap())
-            .args(&a)
-            .env("NETLAB_STATE_DIR", self.dir.path().join("state"))
-            .output()
-            .expect("run netlab")
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.nl(args);
-        assert!(
-            o.status.success(),
-            "netlab {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn up() -> Lab {
-        use rand::Rng;
-        let id: String = (0..4)
-            .map(|_| {
-                b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::thread_rng().gen_range(0..36)] as char
-            })
-            .collect();
-        let lab = Lab {
-            id: format!("pm{id}"),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir_all(lab.dir.path().join("state")).unwrap();
-        // The base topology without netlab's own iperf2/qperf servers: pipe-meter starts
-        // and stops its own on the standard ports.
-        let scenario = format!(
-            "name = \"pipe_meter_lab\"\nbase = \"{}/base_topology.toml\"\n\n[[topology.vms]]\nname = \"dest-vm\"\nsubnet = \"default\"\nprivate_ip = \"198.18.1.5\"\nnsg = \"dest-vm-nsg\"\nservices = []\n",
-            demo().display()
-        );
-        let p = lab.dir.path().join("scenario.toml");
-        std::fs::write(&p, scenario).unwrap();
-        let o = Command::new(netlab_bin().unwrap())
-            .args(["up", &p.display().to_string(), "--prefix", &lab.id])
-            .env("NETLAB_STATE_DIR", lab.dir.path().join("state"))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "netlab up: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        lab
-    }
-    /// The lab's config.env as netlab wrote it (its AZ_PATH is the lab's az front end, so
-    /// the preflight reads the lab's effective NSGs).
-    fn config(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join("state")
-            .join(&self.id)
-            .join("config.env")
-    }
-    fn listening(&self, vm: &str) -> String {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("nl{}-{vm}", self.id),
-                "ss",
-                "-H",
-                "-t",
-                "-l",
-                "-n",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let o = self.nl(&["down"]);
-        if !o.status.success() {
-            eprintln!("netlab down failed: {}", String::from_utf8_lossy(&o.stderr));
+/// True when `pid` runs (on this machine: the lab's VMs are network namespaces, so they share
+/// the pid space) a command line starting with `args`' program and arguments.
+fn pid_runs(pid: u64, args: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Err(_) => false,
+        Ok(b) => {
+            let cmd = String::from_utf8_lossy(&b).replace('\0', " ");
+            cmd.trim() == args.trim()
         }
     }
 }
 
-fn pipe_meter(config: &Path, audit: &Path, args: &[&str]) -> (i32, Value) {
-    let o = Command::new(env!("CARGO_BIN_EXE_pipe-meter"))
+fn ctrl_c_phase(lab: &Lab, cfg: &Path, audit: &Path, rg: &str) {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let servers_file = audit.join("pipe-meter-servers.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-meter"))
         .arg("--config")
-        .arg(config)
+        .arg(cfg)
         .arg("--audit-dir")
         .arg(audit)
-        .args(["--approve", "all-risky", "--json"])
-        .args(args)
+        .args([
+            "--approve",
+            "all-risky",
+            "--json",
+            "--test-type",
+            "both",
+            "--duration",
+            "2",
+            "--qperf-duration",
+            "1",
+            "--streams",
+            "1",
+            "--iterations",
+            "40",
+            "--warmup",
+            "0",
+            "--open-blocked-ports",
+            "--session-id",
+            "pmeter_labint",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Wait until the servers are started and recorded (the measurement has begun).
+    let t0 = Instant::now();
+    let recorded: Vec<(u64, String)> = loop {
+        let text = std::fs::read_to_string(&servers_file).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let recs: Vec<(u64, String)> = v
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+            .filter(|r| r["session"] == "pmeter_labint")
+            .filter_map(|r| Some((r["pid"].as_u64()?, r["args"].as_str()?.to_string())))
+            .collect();
+        if recs.len() == 2 {
+            break recs;
+        }
+        if t0.elapsed() > Duration::from_secs(90) || child.try_wait().unwrap().is_some() {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "the measurement did not start: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (pid, args) in &recorded {
+        assert!(pid_runs(*pid, args), "server {pid} ({args}) is not running");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let t1 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t1.elapsed() > Duration::from_secs(60) {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            panic!("pipe-meter did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("--json output after SIGINT ({e}): {stderr}"));
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert_eq!(r["exit_code"], 130);
+    assert_eq!(r["results"]["is_stable"], false);
+    let done = r["results"]["iteration_data"].as_array().unwrap().len();
+    assert!((1..40).contains(&done), "{done} iterations after SIGINT");
+    // Every artifact written so far is on disk and verifies against its sidecar.
+    use cloud_provider::artifact::ArtifactStore;
+    let store = cloud_provider::artifact::LocalStore::new(audit.to_path_buf());
+    let names: Vec<String> = r["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    for kind in [
+        "manifest",
+        "preflight",
+        "raw",
+        "computed",
+        "comparison",
+        "result",
+    ] {
+        let name = format!("pmeter_labint_{kind}.json");
+        assert!(names.contains(&name), "{name} not listed: {names:?}");
+        store
+            .get(&name)
+            .unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
+    }
+    let raw: Value = serde_json::from_slice(&store.get("pmeter_labint_raw.json").unwrap()).unwrap();
+    assert_eq!(raw["interrupted"], true, "{raw}");
+    assert!(
+        raw["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["stopped"] == true),
+        "{}",
+        raw["servers"]
+    );
+    // The servers pipe-meter started are gone (by the pids it recorded) and nothing listens
+    // on the measurement ports in dest.
+    for (pid, args) in &recorded {
+        assert!(
+            !pid_runs(*pid, args),
+            "server {pid} ({args}) survived SIGINT"
+        );
+    }
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("nl{}-dest-vm", lab.id),
+            "ss",
+            "-ltnp",
+        ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "--json output is not one JSON document ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code().unwrap_or(-1), v)
+    let ss = String::from_utf8_lossy(&o.stdout);
+    for port in [":5001 ", ":19765 "] {
+        assert!(
+            !ss.contains(port),
+            "a listener on {port} survived SIGINT: {ss}"
+        );
+    }
+    assert_no_servers(lab, audit);
+    // The rule opened for the run was removed.
+    let pf = &r["preflight"];
+    assert!(
+        pf["actions_taken"].to_string().contains("priority 199"),
+        "{pf}"
+    );
+    assert_eq!(pf["opened_rules_cleanup"][0]["removed"], true, "{pf}");
+    let rules = lab.ok(&[
+        "az",
+        "network",
+        "nsg",
+        "rule",
+        "list",
+        "-g",
+        rg,
+        "--nsg-name",
+        "dest-vm-nsg",
+    ]);
+    assert!(
+        !rules.contains("pmeter-"),
+        "the opened rule survived SIGINT: {rules}"
+    );
 }
 
-fn assert_no_servers(lab: &Lab, audit: &Path) {
-    let l = lab.listening("dest-vm");
-    for port in [":5001 ", ":19765 ", ":19766 "] {
-        assert!(!l.contains(port), "a server survived on dest ({port}): {l}");
-    }
-    let rec = std::fs::read_to_string(audit.join("pipe-meter-servers.json")).unwrap_or_default();
-    assert!(!rec.contains("\"pid\""), "servers still recorded: {rec}");
+fn blob_phase(lab: &Lab, cfg: &Path) {
+    let first = lab.dir.path().join("audit-blob-1");
+    let second = lab.dir.path().join("audit-blob-2");
+    let short = [
+        "--test-type",
+        "throughput",
+        "--duration",
+        "1",
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--streams",
+        "1",
+    ];
+    let mut a = short.to_vec();
+    a.extend([
+        "--is-baseline",
+        "--upload",
+        "--session-id",
+        "pmeter_labblob",
+    ]);
+    let (code, b) = pipe_meter(cfg, &first, &a);
+    assert!(code == 0 || code == 1, "blob run 1: exit {code}: {b}");
+    assert_eq!(b["blob"]["uploaded"], true, "{}", b["blob"]);
+    assert!(b["blob"]["artifacts"]
+        .to_string()
+        .contains("pmeter_labblob_baseline.json"));
+    let base_p90 = b["results"]["throughput_p90"].as_f64().unwrap();
+    assert!(base_p90 > 0.0, "{}", b["results"]);
+    std::fs::remove_dir_all(&first).unwrap();
+
+    let mut a = short.to_vec();
+    a.extend(["--compare-baseline", "--session-id", "pmeter_labblob2"]);
+    let (_code, c) = pipe_meter(cfg, &second, &a);
+    let cmp = &c["comparison"];
+    assert_eq!(cmp["baseline_found"], true, "blob run 2: {cmp}");
+    assert_eq!(cmp["baseline_session"], "pmeter_labblob", "{cmp}");
+    assert_eq!(cmp["baseline_origin"], "blob", "{cmp}");
+    assert_eq!(cmp["baseline_throughput_p90"].as_f64(), Some(base_p90));
+    let now = c["results"]["throughput_p90"].as_f64().unwrap();
+    let delta = cmp["delta_pct_throughput"].as_f64().unwrap();
+    assert!(
+        (delta - (now - base_p90) / base_p90 * 100.0).abs() < 1e-6,
+        "{cmp}"
+    );
+    // history with the config reads the container too: run 1 only exists there.
+    let o = Command::new(env!("CARGO_BIN_EXE_pipe-meter"))
+        .args([
+            "history",
+            "--source",
+            "198.18.1.4",
+            "--dest",
+            "198.18.1.5",
+            "--json",
+        ])
+        .arg("--config")
+        .arg(cfg)
+        .arg("--audit-dir")
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let h: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = h["rows"].as_array().unwrap();
+    let origin = |s: &str| {
+        rows.iter()
+            .find(|r| r["session_id"] == s)
+            .map(|r| r["origin"].clone())
+    };
+    assert_eq!(origin("pmeter_labblob"), Some(Value::from("blob")), "{h}");
+    assert_eq!(origin("pmeter_labblob2"), Some(Value::from("local")), "{h}");
 }
 
 #[test]
@@ -465,9 +561,18 @@ fn lab_clean_k_g_j_and_baseline_compare() {
             "the opened rule was not removed: {rules}"
         );
         assert_no_servers(&lab, &audit);
+
+        // 7. Ctrl-C during the measurement (L still injected, so --open-blocked-ports opens a
+        // rule that must be removed again): SIGINT to the process group, as a terminal sends it.
+        ctrl_c_phase(&lab, &cfg, &audit, rg.trim_matches('"'));
         lab.ok(&["clear", "--all"]);
 
-        // History sees the six results.
+        // 8. Baselines from the blob container: run 1 stores a baseline and uploads it, its
+        // audit directory is deleted, run 2 (a fresh audit directory) finds the baseline in
+        // the lab's storage account through netlab's az front end and computes deltas.
+        blob_phase(&lab, &cfg);
+
+        // History sees the seven results (local only: no --config).
         let o = Command::new(env!("CARGO_BIN_EXE_pipe-meter"))
             .args([
                 "history",
@@ -482,7 +587,13 @@ fn lab_clean_k_g_j_and_baseline_compare() {
             .output()
             .unwrap();
         let h: Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(h["rows"].as_array().unwrap().len(), 6, "{h}");
+        let rows = h["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 7, "{h}");
+        assert!(
+            rows.iter()
+                .any(|r| r["session_id"] == "pmeter_labint" && r["status"] == "interrupted"),
+            "{h}"
+        );
     }
     let netns_after = Command::new("ip")
         .args(["netns", "list"])

@@ -30,7 +30,13 @@ struct Sim {
     blobs: BTreeMap<String, Vec<u8>>,
     /// Upload names containing this fail.
     upload_fails_for: Option<&'static str>,
+    /// Upload order of each blob (its `lastModified` second).
+    blob_times: BTreeMap<String, u32>,
+    /// `az storage blob list` fails.
+    list_fails: bool,
     commands: Vec<String>,
+    /// Blob names downloaded.
+    downloads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -81,12 +87,53 @@ impl Executor for Fake {
                 )
             } else {
                 let bytes = std::fs::read(opt("--file").unwrap()).unwrap();
+                let t = s.blob_times.len() as u32 + 1;
+                s.blob_times.insert(name.clone(), t);
                 s.blobs.insert(name, bytes);
                 out(
                     0,
                     r#"{"etag": "\"0x1\"", "lastModified": "2026-11-22T07:00:00+00:00"}"#,
                     "",
                 )
+            }
+        } else if let (Program::Argv(a), true) = (p, text.starts_with("az storage blob list")) {
+            let opt = |f: &str| a.iter().position(|x| x == f).map(|i| a[i + 1].clone());
+            let prefix = opt("--prefix").unwrap_or_default();
+            if s.list_fails {
+                out(
+                    1,
+                    "",
+                    "ERROR: This request is not authorized to perform this operation.\n",
+                )
+            } else {
+                let items: Vec<serde_json::Value> = s
+                    .blobs
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(&prefix))
+                    .map(|(n, b)| {
+                        let t = s.blob_times.get(n).copied().unwrap_or(0);
+                        serde_json::json!({"name": n, "properties": {
+                            "contentLength": b.len(),
+                            "lastModified": format!("2026-11-22T07:{:02}:{:02}+00:00", t / 60, t % 60),
+                            "blobType": "BlockBlob"}})
+                    })
+                    .collect();
+                out(0, &serde_json::Value::Array(items).to_string(), "")
+            }
+        } else if let (Program::Argv(a), true) = (p, text.starts_with("az storage blob download")) {
+            let opt = |f: &str| a.iter().position(|x| x == f).map(|i| a[i + 1].clone());
+            let name = opt("--name").unwrap();
+            s.downloads.push(name.clone());
+            match s.blobs.get(&name) {
+                Some(b) => {
+                    std::fs::write(opt("--file").unwrap(), b).unwrap();
+                    out(0, "", "")
+                }
+                None => out(
+                    3,
+                    "",
+                    "ERROR: The specified blob does not exist.\nErrorCode:BlobNotFound\n",
+                ),
             }
         } else if text == pipe_meter::pipeline::FACTS_SCRIPT {
             let iperf = if s.iperf3_only || s.no_tools {
@@ -353,6 +400,28 @@ fn baseline_then_compare_shows_deltas() {
     // 1.5 >= 0.8 * 2.0 is false: outside the expectation, though stable.
     assert_eq!(c.result["expectation"]["within_expectation"], false);
     assert_eq!(c.exit_code, 0);
+    // A new baseline compared with the previous one, not with itself.
+    let fake3 = sim(&[10.0; 5], &[3.0; 5]);
+    let e = run(
+        dir.path(),
+        &fake3,
+        &[
+            ("IS_BASELINE", "true"),
+            ("COMPARE_BASELINE", "true"),
+            ("SESSION_ID", "pmeter_both"),
+        ],
+        true,
+    );
+    assert_eq!(e.result["comparison"]["baseline_session"], "pmeter_base");
+    assert!(
+        (e.result["comparison"]["delta_pct_throughput"]
+            .as_f64()
+            .unwrap()
+            - 50.0)
+            .abs()
+            < 1e-9
+    );
+    assert!(dir.path().join("pmeter_both_baseline.json").exists());
     // The same baseline by session id.
     let fake2 = sim(&[10.0; 5], &[2.0; 5]);
     let d = run(
@@ -375,7 +444,10 @@ fn missing_or_malformed_baseline_is_reported_not_fatal() {
         .as_str()
         .unwrap()
         .contains("no baseline"));
-    std::fs::write(dir.path().join("pmeter_bad_baseline.json"), "{not json").unwrap();
+    // Malformed but intact (its sidecar matches): reported, not fatal.
+    use cloud_provider::artifact::ArtifactStore;
+    let store = cloud_provider::artifact::LocalStore::new(dir.path().to_path_buf());
+    store.put("pmeter_bad_baseline.json", b"{not json").unwrap();
     let fake = sim(&[10.0; 5], &[2.0; 5]);
     let r = run(
         dir.path(),
@@ -388,6 +460,40 @@ fn missing_or_malformed_baseline_is_reported_not_fatal() {
         .as_str()
         .unwrap()
         .contains("could not be read"));
+    assert_eq!(
+        r.result["comparison"]["integrity_failure"],
+        serde_json::Value::Null
+    );
+    // Changed after it was written (or without its sidecar): an integrity failure, exit 4,
+    // though everything was measured and written.
+    std::fs::write(dir.path().join("pmeter_bad_baseline.json"), "{\"x\": 1}").unwrap();
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let r = run(
+        dir.path(),
+        &fake,
+        &[
+            ("BASELINE_SESSION", "pmeter_bad"),
+            ("SESSION_ID", "pmeter_t4"),
+        ],
+        true,
+    );
+    assert_eq!(r.exit_code, 4, "{}", r.result["comparison"]);
+    assert_eq!(r.result["comparison"]["integrity_failure"], true);
+    assert!(r.result["comparison"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("integrity failure"));
+    assert_eq!(r.result["exit_code"], 4);
+    assert!(dir.path().join("pmeter_t4_result.json").exists());
+    std::fs::remove_file(dir.path().join("pmeter_bad_baseline.json.sha256")).unwrap();
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let r = run(
+        dir.path(),
+        &fake,
+        &[("BASELINE_SESSION", "pmeter_bad")],
+        true,
+    );
+    assert_eq!(r.exit_code, 4);
 }
 
 #[test]
@@ -1298,4 +1404,352 @@ fn no_upload_without_the_flag_or_the_storage_names() {
         .unwrap()
         .contains("no storage account"));
     assert!(fake.0.lock().unwrap().blobs.is_empty());
+}
+
+// ------------------------------------------------------------ baselines and history from the container
+
+fn run_blob(
+    dir: &std::path::Path,
+    fake: &Fake,
+    extra: &[(&str, &str)],
+    upload: bool,
+) -> pipe_meter::PipelineResult {
+    let mut e = vec![
+        ("STORAGE_ACCOUNT_NAME", "stlab"),
+        ("STORAGE_CONTAINER_NAME", "results"),
+    ];
+    e.extend_from_slice(extra);
+    let cfg = config(dir, &e);
+    let g = Arc::new(gate(dir, fake, true));
+    let az = cloud_provider::azure::AzureCli::new(g.clone(), "az");
+    run_pipe_meter(
+        &cfg,
+        &g,
+        Some(&az),
+        RunOptions {
+            targets: targets(),
+            upload,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn set_rates(fake: &Fake, lat: f64, rate: f64) {
+    let mut s = fake.0.lock().unwrap();
+    s.latencies = [lat; 5].into_iter().collect();
+    s.rates = [rate; 5].into_iter().collect();
+}
+
+#[test]
+fn a_baseline_only_in_the_container_is_found_and_compared() {
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let first = tempfile::tempdir().unwrap();
+    let b = run_blob(
+        first.path(),
+        &fake,
+        &[("IS_BASELINE", "true"), ("SESSION_ID", "pmeter_b1")],
+        true,
+    );
+    assert_eq!(b.exit_code, 0, "{}", b.summary);
+    assert!(fake
+        .0
+        .lock()
+        .unwrap()
+        .blobs
+        .contains_key("pmeter_b1_baseline.json.sha256"));
+    // Another machine (an empty audit directory) compares with the latest baseline.
+    let second = tempfile::tempdir().unwrap();
+    set_rates(&fake, 11.0, 1.5);
+    let c = run_blob(
+        second.path(),
+        &fake,
+        &[("COMPARE_BASELINE", "true"), ("SESSION_ID", "pmeter_c1")],
+        false,
+    );
+    let cmp = &c.result["comparison"];
+    assert_eq!(cmp["baseline_found"], true, "{cmp}");
+    assert_eq!(cmp["baseline_session"], "pmeter_b1");
+    assert_eq!(cmp["baseline_origin"], "blob");
+    assert!(cmp["searched"]
+        .as_str()
+        .unwrap()
+        .contains("blob:stlab/results"));
+    assert!((cmp["delta_pct_latency"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+    assert!((cmp["delta_pct_throughput"].as_f64().unwrap() + 25.0).abs() < 1e-9);
+    assert_eq!(c.exit_code, 0);
+    // By session id too.
+    let third = tempfile::tempdir().unwrap();
+    set_rates(&fake, 10.0, 2.0);
+    let d = run_blob(
+        third.path(),
+        &fake,
+        &[("BASELINE_SESSION", "pmeter_b1")],
+        false,
+    );
+    assert_eq!(d.result["comparison"]["baseline_found"], true);
+    assert_eq!(d.result["comparison"]["baseline_origin"], "blob");
+    // A session in neither store is reported, not fatal.
+    let e = run_blob(
+        third.path(),
+        &fake,
+        &[("BASELINE_SESSION", "pmeter_nope")],
+        false,
+    );
+    assert_eq!(e.exit_code, 0);
+    assert!(e.result["comparison"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no baseline found"));
+    // The first machine has the baseline locally as well: it is read there, not downloaded.
+    fake.0.lock().unwrap().downloads.clear();
+    let f = run_blob(first.path(), &fake, &[("COMPARE_BASELINE", "true")], false);
+    assert_eq!(f.result["comparison"]["baseline_origin"], "local");
+    assert!(
+        !fake
+            .0
+            .lock()
+            .unwrap()
+            .downloads
+            .iter()
+            .any(|d| d.starts_with("pmeter_b1_")),
+        "the local copy should have been used"
+    );
+}
+
+#[test]
+fn a_changed_baseline_in_the_container_is_an_integrity_failure() {
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let first = tempfile::tempdir().unwrap();
+    run_blob(
+        first.path(),
+        &fake,
+        &[("IS_BASELINE", "true"), ("SESSION_ID", "pmeter_b2")],
+        true,
+    );
+    {
+        let mut s = fake.0.lock().unwrap();
+        let b = s.blobs.get_mut("pmeter_b2_baseline.json").unwrap();
+        let text = String::from_utf8(b.clone())
+            .unwrap()
+            .replacen("\"p90\": 2", "\"p90\": 9", 1);
+        assert_ne!(&text.as_bytes(), b, "the fixture should change the blob");
+        *b = text.into_bytes();
+    }
+    let second = tempfile::tempdir().unwrap();
+    set_rates(&fake, 10.0, 2.0);
+    let c = run_blob(second.path(), &fake, &[("COMPARE_BASELINE", "true")], false);
+    assert_eq!(c.exit_code, 4, "{}", c.result["comparison"]);
+    assert_eq!(c.result["comparison"]["baseline_found"], false);
+    assert_eq!(c.result["comparison"]["integrity_failure"], true);
+    let e = c.result["comparison"]["error"].as_str().unwrap();
+    assert!(
+        e.contains("integrity failure") && e.contains("blob:stlab/results"),
+        "{e}"
+    );
+    // A missing sidecar blob is one too.
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.blobs.remove("pmeter_b2_baseline.json.sha256");
+    }
+    set_rates(&fake, 10.0, 2.0);
+    let d = run_blob(
+        second.path(),
+        &fake,
+        &[("BASELINE_SESSION", "pmeter_b2")],
+        false,
+    );
+    assert_eq!(d.exit_code, 4);
+    assert!(d.result["comparison"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("sidecar blob pmeter_b2_baseline.json.sha256 is missing"));
+}
+
+#[test]
+fn an_unlistable_container_leaves_the_local_baselines() {
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let dir = tempfile::tempdir().unwrap();
+    run_blob(
+        dir.path(),
+        &fake,
+        &[("IS_BASELINE", "true"), ("SESSION_ID", "pmeter_b3")],
+        false,
+    );
+    fake.0.lock().unwrap().list_fails = true;
+    set_rates(&fake, 10.0, 2.0);
+    let c = run_blob(dir.path(), &fake, &[("COMPARE_BASELINE", "true")], false);
+    assert_eq!(c.exit_code, 0);
+    let cmp = &c.result["comparison"];
+    assert_eq!(cmp["baseline_found"], true, "{cmp}");
+    assert_eq!(cmp["baseline_origin"], "local");
+    assert!(cmp["store_notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("could not be listed"));
+}
+
+#[test]
+fn history_merges_local_and_stored_results_and_refuses_changed_ones() {
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let first = tempfile::tempdir().unwrap();
+    run_blob(first.path(), &fake, &[("SESSION_ID", "pmeter_h1")], true);
+    let second = tempfile::tempdir().unwrap();
+    set_rates(&fake, 10.0, 2.0);
+    run_blob(second.path(), &fake, &[("SESSION_ID", "pmeter_h2")], true);
+    set_rates(&fake, 10.0, 2.0);
+    run_blob(second.path(), &fake, &[("SESSION_ID", "pmeter_h3")], false);
+    // Read as the CLI does: a gate that approves nothing, so listing and downloading into
+    // the scratch directory must be SAFE.
+    let audit = AuditLog::open_in_dir(second.path(), "pmeter_hist").unwrap();
+    let g = Arc::new(
+        Gate::builder(audit)
+            .executor(fake.clone())
+            .approver(NeverApprover)
+            .context(safety_shell::ClassifyContext {
+                output_dir: Some(pipe_meter::store::scratch_dir(second.path())),
+                ..Default::default()
+            })
+            .build(),
+    );
+    let az = cloud_provider::azure::AzureCli::new(g, "az");
+    let at = cloud_provider::provider::BlobLocation {
+        account: "stlab".into(),
+        container: "results".into(),
+        auth: cloud_provider::provider::BlobAuth::Login,
+    };
+    let sources = pipe_meter::store::Sources::new(second.path(), Some(&az), Some(at.clone()));
+    let h = pipe_meter::history::collect(&sources, "198.18.1.4", "198.18.1.5").unwrap();
+    let rows: Vec<(String, pipe_meter::store::Origin)> = h
+        .rows
+        .iter()
+        .map(|r| (r.session_id.clone(), r.origin))
+        .collect();
+    use pipe_meter::store::Origin;
+    assert_eq!(
+        rows,
+        vec![
+            ("pmeter_h1".to_string(), Origin::Blob),
+            ("pmeter_h2".to_string(), Origin::Local),
+            ("pmeter_h3".to_string(), Origin::Local),
+        ],
+        "{h:?}"
+    );
+    assert_eq!(h.exit_code(), 0, "{h:?}");
+    assert!(pipe_meter::history::table(&h).contains("blob"));
+    // A changed stored result is refused (exit 4) and left out of the table.
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.blobs
+            .get_mut("pmeter_h1_result.json")
+            .unwrap()
+            .extend_from_slice(b" ");
+    }
+    let h = pipe_meter::history::collect(&sources, "198.18.1.4", "198.18.1.5").unwrap();
+    assert_eq!(h.rows.len(), 2);
+    assert_eq!(h.integrity_failures.len(), 1, "{h:?}");
+    assert!(h.integrity_failures[0].contains("pmeter_h1_result.json"));
+    assert_eq!(h.exit_code(), 4);
+    // Local only: the stored ones are not seen.
+    let local = pipe_meter::store::Sources::local(second.path());
+    let h = pipe_meter::history::collect(&local, "198.18.1.4", "198.18.1.5").unwrap();
+    assert_eq!(h.rows.len(), 2);
+}
+
+// ------------------------------------------------------------ Ctrl-C
+
+#[test]
+fn ctrl_c_mid_measurement_keeps_what_was_measured_and_stops_the_servers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = sim(&[10.0; 9], &[2.0; 9]);
+    let cfg = config(
+        dir.path(),
+        &[("ITERATIONS", "8"), ("SESSION_ID", "pmeter_int")],
+    );
+    let g = gate(dir.path(), &fake, true);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c2 = cancel.clone();
+    // The "Ctrl-C" arrives while the third run (warm-up + 2 measured) is done.
+    let progress = move |p: pipe_meter::Progress| {
+        if p.done == 3 {
+            c2.store(true, Ordering::SeqCst);
+        }
+    };
+    let r = run_pipe_meter(
+        &cfg,
+        &g,
+        None,
+        RunOptions {
+            targets: targets(),
+            cancel,
+            progress: Some(&progress),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.status, Status::Interrupted);
+    assert_eq!(r.exit_code, pipe_meter::pipeline::EXIT_INTERRUPTED);
+    assert_eq!(r.exit_code, 130);
+    assert_eq!(r.result["status"], "interrupted");
+    assert_eq!(r.result["results"]["is_stable"], false);
+    assert_eq!(
+        r.result["results"]["iteration_data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(r.result["results"]["latency_p90"], 10.0);
+    use cloud_provider::artifact::ArtifactStore;
+    let store = cloud_provider::artifact::LocalStore::new(dir.path().to_path_buf());
+    for kind in [
+        "manifest",
+        "preflight",
+        "raw",
+        "computed",
+        "comparison",
+        "result",
+    ] {
+        store.get(&format!("pmeter_int_{kind}.json")).unwrap();
+    }
+    let raw: serde_json::Value =
+        serde_json::from_slice(&store.get("pmeter_int_raw.json").unwrap()).unwrap();
+    assert_eq!(raw["interrupted"], true);
+    let s = fake.0.lock().unwrap();
+    assert!(s.running.is_empty(), "servers survived: {:?}", s.running);
+    let clients = s
+        .commands
+        .iter()
+        .filter(|c| c.contains("timeout ") && c.contains(" iperf "))
+        .count();
+    assert_eq!(clients, 3, "no run may start after the interrupt");
+}
+
+#[test]
+fn ctrl_c_before_the_measurement_starts_nothing() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = sim(&[10.0; 5], &[2.0; 5]);
+    let cfg = config(dir.path(), &[]);
+    let g = gate(dir.path(), &fake, true);
+    let r = run_pipe_meter(
+        &cfg,
+        &g,
+        None,
+        RunOptions {
+            targets: targets(),
+            cancel: Arc::new(AtomicBool::new(true)),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.status, Status::Interrupted);
+    assert_eq!(r.exit_code, 130);
+    let s = fake.0.lock().unwrap();
+    assert!(
+        !s.commands.iter().any(|c| c.contains("nohup ")),
+        "{:?}",
+        s.commands
+    );
 }
