@@ -31,7 +31,6 @@
 //! confirms what the data plane does: `403` with `x-ms-error-code: AuthorizationFailure` is
 //! the storage firewall refusing the VM.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use cloud_provider::models::{
@@ -119,24 +118,14 @@ pub struct AccountVerdict {
     pub findings: Vec<Finding>,
 }
 
-/// True when `ip` lies in `range` (an IPv4 address or CIDR prefix); anything unparsable is
-/// no match.
+/// True when `ip` lies in `range` (an address or CIDR prefix; the prefix arithmetic of
+/// effective-network-inspector); anything unparsable is no match.
 pub fn ipv4_in(ip: &str, range: &str) -> bool {
-    let Ok(ip) = ip.trim().parse::<Ipv4Addr>() else {
-        return false;
-    };
-    let (base, len) = match range.trim().split_once('/') {
-        Some((b, l)) => match l.trim().parse::<u32>() {
-            Ok(l) if l <= 32 => (b, l),
-            _ => return false,
-        },
-        None => (range.trim(), 32),
-    };
-    let Ok(base) = base.trim().parse::<Ipv4Addr>() else {
-        return false;
-    };
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    u32::from(ip) & mask == u32::from(base) & mask
+    use effective_network_inspector::net::{Addr, Prefix};
+    match (ip.trim().parse::<Addr>(), range.trim().parse::<Prefix>()) {
+        (Ok(a), Ok(p)) => p.contains(a),
+        _ => false,
+    }
 }
 
 /// The remediation that re-adds the storage endpoint while keeping every other endpoint the
