@@ -242,6 +242,23 @@ pub fn compare(a: &Analysis, b: &Analysis, mode: Mode, top_n: usize, meta: &Meta
                 "symmetric: both sides see the same TCP flows and SYN counts".into()
             };
             significant |= verdict.starts_with("asymmetric") || verdict.starts_with("partly");
+            // Where slow responses are made: at the server (both ends see them) or on the
+            // path (the client sees more delay than the server makes).
+            let responses = crate::analysis::response::compare(&a.responses, &b.responses);
+            if let Some(list) = responses.as_array().filter(|l| !l.is_empty()) {
+                significant = true;
+                let mut parts = Vec::new();
+                for r in list {
+                    let server = r["server"].as_str().unwrap_or("");
+                    parts.push(match r["delay_made_at"].as_str().unwrap_or("") {
+                        "server" => format!("responses from {server} are equally slow at both ends: the server makes the delay, the network adds none"),
+                        "network" => format!("responses from {server} are slower at one end than the server makes them: the path adds the delay"),
+                        _ => format!("slow responses from {server}, seen at one end only"),
+                    });
+                }
+                doc.insert("response_verdict".into(), json!(parts.join("; ")));
+            }
+            doc.insert("response_times".into(), responses);
             doc.insert("flows_only_at_a_total".into(), json!(only_a.len()));
             doc.insert(
                 "flows_only_at_a".into(),
@@ -270,6 +287,9 @@ pub fn compare(a: &Analysis, b: &Analysis, mode: Mode, top_n: usize, meta: &Meta
             doc.insert("icmp_only_at_b".into(), json!(icmp_only_b));
             let _ = writeln!(md, "## Endpoint correlation");
             let _ = writeln!(md);
+            if let Some(v) = doc.get("response_verdict").and_then(Value::as_str) {
+                let _ = writeln!(md, "- Response times: {v}");
+            }
             let _ = writeln!(
                 md,
                 "- Flows seen at A only: {} {}",

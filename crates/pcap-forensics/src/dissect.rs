@@ -127,6 +127,11 @@ pub struct IpPkt<'a> {
     /// (offset in bytes, more fragments) when the packet is a fragment.
     pub frag: Option<(u32, bool)>,
     pub total_len: u32,
+    /// Captured bytes after the IP header (IPv6: after the Fragment header when there is
+    /// one, else after every extension header), for fragment reassembly.
+    pub payload: &'a [u8],
+    /// Length of that payload on the wire (from the IP length).
+    pub payload_len: u32,
     pub l4: L4<'a>,
 }
 
@@ -324,6 +329,8 @@ fn parse_ipv4(b: &[u8]) -> Option<IpPkt<'_>> {
         ip_id,
         frag,
         total_len,
+        payload,
+        payload_len: payload_wire_len,
         l4,
     })
 }
@@ -344,6 +351,8 @@ fn parse_ipv6(b: &[u8]) -> Option<IpPkt<'_>> {
         40 + plen as usize
     };
     let mut frag = None;
+    let mut frag_off = None;
+    let mut frag_next = None;
     let mut ip_id = 0u32;
     let mut guard = 0;
     // Extension headers: hop-by-hop 0, routing 43, fragment 44, dest opts 60, AH 51, mobility 135.
@@ -359,10 +368,13 @@ fn parse_ipv6(b: &[u8]) -> Option<IpPkt<'_>> {
                 ip_id,
                 frag,
                 total_len: plen + 40,
+                payload: &[],
+                payload_len: 0,
                 l4: L4::Truncated,
             });
         };
         let nh = h[0];
+        let is_frag = next == 44 && frag.is_none();
         let len = match next {
             44 => {
                 let fo = u16::from_be_bytes([h[2], h[3]]);
@@ -377,10 +389,27 @@ fn parse_ipv6(b: &[u8]) -> Option<IpPkt<'_>> {
         };
         next = nh;
         off += len;
+        if is_frag {
+            frag_off = Some(off);
+            frag_next = Some(nh);
+            // After the Fragment header of a non-first fragment comes fragment data, not
+            // headers (the reassembled datagram is dissected by `dissect_reassembled`).
+            if frag.is_some_and(|(o, _)| o > 0) {
+                break;
+            }
+        }
     }
     let payload_wire_len = wire_end.saturating_sub(off) as u32;
     let cap_end = b.len().min(wire_end);
     let payload = b.get(off..cap_end.max(off)).unwrap_or(&[]);
+    // For fragments, the reassembler needs the data right after the Fragment header.
+    let (frag_payload, frag_payload_len) = match frag_off {
+        Some(fo) => (
+            b.get(fo..cap_end.max(fo)).unwrap_or(&[]),
+            wire_end.saturating_sub(fo) as u32,
+        ),
+        None => (payload, payload_wire_len),
+    };
     let l4 = match frag {
         Some((o, _)) if o > 0 => L4::Fragment,
         _ => {
@@ -396,12 +425,46 @@ fn parse_ipv6(b: &[u8]) -> Option<IpPkt<'_>> {
         src,
         dst,
         ttl: hop,
-        proto: next,
+        proto: frag_next.unwrap_or(next),
         ip_id,
         frag,
         total_len: plen + 40,
+        payload: frag_payload,
+        payload_len: frag_payload_len,
         l4,
     })
+}
+
+/// Dissects a reassembled datagram's payload: `proto` is the upper-layer protocol (IPv6:
+/// the next header named by the Fragment header; extension headers that follow it are
+/// walked here). Returns the transport protocol and its dissection.
+pub fn dissect_reassembled(v6: bool, proto: u8, b: &[u8]) -> (u8, L4<'_>) {
+    let mut next = proto;
+    let mut off = 0usize;
+    if v6 {
+        let mut guard = 0;
+        while matches!(next, 0 | 43 | 60 | 51 | 135) && guard < 16 {
+            guard += 1;
+            let Some(h) = b.get(off..off + 8) else {
+                return (next, L4::Truncated);
+            };
+            let len = if next == 51 {
+                (usize::from(h[1]) + 2) * 4
+            } else {
+                (usize::from(h[1]) + 1) * 8
+            };
+            next = h[0];
+            off += len;
+        }
+        if next == 44 {
+            // A Fragment header inside a reassembled datagram: not reassembled twice.
+            return (next, L4::Other);
+        }
+    }
+    let Some(rest) = b.get(off..) else {
+        return (next, L4::Truncated);
+    };
+    (next, parse_l4(next, rest, rest.len() as u32, v6))
 }
 
 fn parse_l4(proto: u8, b: &[u8], wire_len: u32, is_v6: bool) -> L4<'_> {

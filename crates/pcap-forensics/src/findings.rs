@@ -11,6 +11,7 @@ use crate::analysis::arp::{fmt_mac, virtual_mac_kind};
 use crate::analysis::icmp::{is_admin_prohibited, is_host_unreachable, unreach_code_name};
 use crate::analysis::tcp::{Conn, Outcome};
 use crate::analysis::{dns, Analysis, AnalysisOptions, Endpoint};
+use crate::reassembly::ip::{FragIssue, IssueKind};
 
 /// Sample frames kept per finding.
 pub const FINDING_FRAMES: usize = 10;
@@ -142,6 +143,8 @@ pub fn evaluate(a: &Analysis, opts: &AnalysisOptions) -> Vec<Finding> {
     arp_rules(a, &mut b, n);
     cross_rules(a, &mut b, n);
     udp_rules(a, &mut b, n);
+    reassembly_rules(a, &mut b, n);
+    response_rules(a, &mut b, n);
     if !a.warnings.is_empty() {
         b.add(
             "capture.incomplete",
@@ -793,6 +796,163 @@ fn udp_rules(a: &Analysis, b: &mut B, n: usize) {
             vec![],
             frames_of(un.iter().take(n).map(|f| &f.frames)),
             "One-way UDP is normal for some protocols (syslog, telemetry); for request/response protocols check the server.".into(),
+        );
+    }
+}
+
+/// Slow application responses: a server whose response time (request to first response
+/// byte) reaches max(200 ms, 4 × its median) on some requests.
+fn response_rules(a: &Analysis, b: &mut B, n: usize) {
+    use crate::analysis::response::{SLOW_FACTOR, SLOW_FLOOR_MS};
+    for (server, t) in &a.responses.servers {
+        let slow = t.slow();
+        if t.samples.len() < 3 || slow.is_empty() {
+            continue;
+        }
+        let median = t.median_ms().unwrap_or(0.0);
+        let max = t.max_ms();
+        let mut frames: Vec<u64> = slow.iter().map(|s| s.frame).collect();
+        frames.truncate(crate::analysis::SAMPLE_FRAMES);
+        let mut flows: Vec<String> = Vec::new();
+        for s in &slow {
+            let label = format!("tcp {} -> {server}", s.client);
+            if !flows.contains(&label) && flows.len() < n {
+                flows.push(label);
+            }
+        }
+        b.add(
+            "tcp.slow_response",
+            Severity::Medium,
+            format!(
+                "Slow responses from {server}: {} of {} took {:.0} ms or more",
+                slow.len(),
+                t.samples.len(),
+                t.slow_threshold_ms()
+            ),
+            format!(
+                "response time (request to first response byte): median {median:.1} ms, max {max:.1} ms, {} slow of {} responses ({} in all)",
+                slow.len(),
+                t.samples.len(),
+                t.responses
+            ),
+            max,
+            &format!(">= max({SLOW_FLOOR_MS:.0} ms, {SLOW_FACTOR:.0} x median) on a response"),
+            flows,
+            vec![server.ip.to_string()],
+            frames,
+            "The delay lies between a request and its response. Capture at the server too (compare): if the server sees the same delay it makes it (application, backend, disk); if only the client does, the network adds it.".into(),
+        );
+    }
+}
+
+/// Datagrams timed out or lost at end before `ip.fragments_incomplete` turns medium.
+pub const FRAG_INCOMPLETE_MEDIUM: u64 = 10;
+
+fn frag_label(i: &FragIssue) -> String {
+    format!(
+        "{} -> {} {} id {:#x} ({} fragment(s))",
+        i.src,
+        i.dst,
+        crate::dissect::ip_proto_name(i.proto),
+        i.id,
+        i.fragments
+    )
+}
+
+fn reassembly_rules(a: &Analysis, b: &mut B, n: usize) {
+    let r = &a.reassembly;
+    let bad = r.conflicts + r.oversize;
+    if bad > 0 {
+        let issues: Vec<&FragIssue> = r
+            .issues
+            .iter()
+            .filter(|i| matches!(i.kind, IssueKind::Conflict | IssueKind::Oversize))
+            .take(n)
+            .collect();
+        let mut hosts: Vec<String> = issues.iter().map(|i| i.src.to_string()).collect();
+        hosts.sort();
+        hosts.dedup();
+        b.add(
+            "ip.fragment_conflict",
+            Severity::High,
+            format!("{bad} IP datagram(s) with conflicting or oversized fragments"),
+            format!(
+                "{} datagram(s) whose overlapping fragments carry different bytes, {} reaching beyond 65 535 bytes (discarded, as receivers do)",
+                r.conflicts, r.oversize
+            ),
+            bad as f64,
+            ">= 1 datagram",
+            issues.iter().map(|i| frag_label(i)).collect(),
+            hosts,
+            frames_of(issues.iter().map(|i| &i.frames)),
+            format!(
+                "Overlapping fragments with different content are an IDS/firewall evasion technique or a corrupting device: find who sends them ({}) and filter fragments at the edge.",
+                issues.first().map(|i| i.src.to_string()).unwrap_or_default()
+            ),
+        );
+    }
+    let lost: Vec<&FragIssue> = r
+        .issues
+        .iter()
+        .filter(|i| matches!(i.kind, IssueKind::Timeout | IssueKind::Incomplete))
+        .collect();
+    let lost_total = r.timeouts
+        + lost
+            .iter()
+            .filter(|i| i.kind == IssueKind::Incomplete)
+            .count() as u64;
+    if lost_total > 0 {
+        let top: Vec<&&FragIssue> = lost.iter().take(n).collect();
+        let mut hosts: Vec<String> = top.iter().map(|i| i.dst.to_string()).collect();
+        hosts.sort();
+        hosts.dedup();
+        b.add(
+            "ip.fragments_incomplete",
+            if lost_total >= FRAG_INCOMPLETE_MEDIUM { Severity::Medium } else { Severity::Low },
+            format!("{lost_total} fragmented IP datagram(s) never completed"),
+            format!(
+                "{} datagram(s) timed out (IPv4 30 s, IPv6 60 s of capture time) and {} stopped ≥ 1 s before the capture ended, missing fragments; {} reassembled",
+                r.timeouts,
+                lost_total - r.timeouts,
+                r.reassembled
+            ),
+            lost_total as f64,
+            ">= 1 datagram (medium at >= 10)",
+            top.iter().map(|i| frag_label(i)).collect(),
+            hosts,
+            frames_of(top.iter().map(|i| &i.frames)),
+            format!(
+                "A path that drops some fragments (an NSG, firewall or NAT that does not forward non-first fragments, or an MTU problem) loses whole datagrams: check fragment handling towards {}, or avoid fragmentation (smaller UDP payloads, EDNS buffer ≤ 1232).",
+                top.first().map(|i| i.dst.to_string()).unwrap_or_default()
+            ),
+        );
+    }
+    let d = &a.dns.state;
+    let stream_bad = d.tcp_stream_conflicts + d.tcp_stream_out_of_window;
+    if stream_bad > 0 {
+        let mut issues: Vec<_> = d.stream_issues.iter().collect();
+        issues.sort_by(|x, y| y.1.count.cmp(&x.1.count).then(x.0.cmp(y.0)));
+        issues.truncate(n);
+        b.add(
+            "tcp.stream_conflict",
+            Severity::Medium,
+            format!("{stream_bad} TCP segment(s) rewrote or fell outside reassembled stream data"),
+            format!(
+                "{} segment(s) overlapping earlier bytes with different content, {} outside any window, on reassembled (DNS) streams",
+                d.tcp_stream_conflicts, d.tcp_stream_out_of_window
+            ),
+            stream_bad as f64,
+            ">= 1 segment",
+            issues
+                .iter()
+                .map(|((kind, s, t), c)| format!("{s} -> {t} {kind} ({}x)", c.count))
+                .collect(),
+            issues.iter().map(|((_, s, _), _)| s.ip.to_string()).collect(),
+            frames_of(issues.iter().map(|(_, c)| &c.frames)),
+            format!(
+                "Retransmitted TCP data that differs from the original means injection (spoofed segments) or a corrupting middlebox: inspect {} and the devices on its path.",
+                issues.first().map(|((_, s, t), _)| format!("{s} -> {t}")).unwrap_or_default()
+            ),
         );
     }
 }

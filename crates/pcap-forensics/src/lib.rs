@@ -16,6 +16,7 @@
 //! ```
 //!
 //! Modules: [`reader`] (pcap/pcapng), [`dissect`] (link to transport layers),
+//! [`reassembly`] (IP fragments and TCP streams, bounded),
 //! [`analysis`] (per-protocol state), [`findings`] (rules), [`semantic`] (JSON),
 //! [`report`] (Markdown), [`compare`] (two captures), [`artifact`] (atomic writes with
 //! SHA-256 sidecars), [`narrator`] (optional LLM narration), [`testsupport`] (a pcap/pcapng
@@ -29,6 +30,7 @@ pub mod error;
 pub mod findings;
 pub mod narrator;
 pub mod reader;
+pub mod reassembly;
 pub mod report;
 pub mod semantic;
 pub mod testsupport;

@@ -23,6 +23,8 @@ const EXAMPLES: &str = "Examples:
   pcap-forensics analyze capture.pcap --semantic-dir out --report-dir out
   pcap-forensics compare sender.pcap receiver.pcap --mode endpoint
   pcap-forensics capture.pcap --compare after.pcap      (reference-style)
+  pcap-forensics analyze capture.pcap --config config.env   (AUDIT_DIR, LLM_* from the file)
+  LLM_PROVIDER=anthropic LLM_MODEL=... LLM_API_KEY=... pcap-forensics analyze capture.pcap --narrate
 
 Exit codes: 0 clean, 1 finding of severity medium or above (or a significant comparison),
 2 usage error, 3 runtime failure (unreadable file), 4 integrity failure.
@@ -44,13 +46,20 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct Common {
+    /// KEY=VALUE config file (demo/sample_config.env); this tool reads AUDIT_DIR and the
+    /// LLM_* keys. Flags beat environment variables, which beat the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Default directory of every artifact (default: AUDIT_DIR, else ./audit).
+    #[arg(long, global = true, value_name = "D")]
+    audit_dir: Option<PathBuf>,
     /// Print the result document as JSON on stdout and nothing else.
     #[arg(long, global = true)]
     json: bool,
-    /// Directory for <stem>_semantic.json (default ./audit).
+    /// Directory for <stem>_semantic.json (default: the audit directory).
     #[arg(long, global = true, value_name = "D")]
     semantic_dir: Option<PathBuf>,
-    /// Directory for the Markdown report (default ./audit).
+    /// Directory for the Markdown reports and comparisons (default: the audit directory).
     #[arg(long, global = true, value_name = "D")]
     report_dir: Option<PathBuf>,
     /// Items per top-N list in the JSON and report.
@@ -59,6 +68,11 @@ struct Common {
     /// DNS answers slower than this (ms) count as slow.
     #[arg(long, global = true, default_value_t = 500.0)]
     dns_slow_ms: f64,
+    /// Add an LLM narrative to the report (LLM_PROVIDER, LLM_MODEL, LLM_API_KEY,
+    /// LLM_BASE_URL from the environment or --config). The analysis and the JSON never
+    /// depend on it; without a provider the report says why there is no narrative.
+    #[arg(long, global = true)]
+    narrate: bool,
     /// Comparison mode.
     #[arg(long, global = true, value_enum, default_value = "temporal")]
     mode: Mode,
@@ -78,6 +92,73 @@ enum Cmd {
     Compare { a: PathBuf, b: PathBuf },
     /// Verify an artifact against its .sha256 sidecar.
     Verify { artifact: PathBuf },
+}
+
+/// Configuration: the process environment over the `--config` file, read with
+/// cloud-provider's shared loader when built with the `config` feature (the default).
+mod settings {
+    use std::path::Path;
+
+    pub struct Settings {
+        #[cfg(feature = "config")]
+        inner: cloud_provider::config::Settings,
+    }
+
+    impl Settings {
+        /// Loads the file (if any); warnings about unknown keys go to the log.
+        pub fn load(path: Option<&Path>) -> Result<Settings, String> {
+            #[cfg(feature = "config")]
+            {
+                cloud_provider::config::Settings::load(path)
+                    .map(|inner| Settings { inner })
+                    .map_err(|e| format!("{e}; fix the --config file"))
+            }
+            #[cfg(not(feature = "config"))]
+            {
+                match path {
+                    Some(p) => Err(format!(
+                        "--config {} needs a build with the `config` feature (on by default); \
+                         set AUDIT_DIR in the environment or pass --audit-dir instead",
+                        p.display()
+                    )),
+                    None => Ok(Settings {}),
+                }
+            }
+        }
+
+        /// The value of `key`: the environment variable if set and non-empty, else the file.
+        pub fn get(&self, key: &str) -> Option<String> {
+            #[cfg(feature = "config")]
+            {
+                self.inner.get(key)
+            }
+            #[cfg(not(feature = "config"))]
+            {
+                std::env::var(key).ok().filter(|v| !v.is_empty())
+            }
+        }
+    }
+}
+
+use settings::Settings;
+
+/// Where artifacts go: `--semantic-dir`/`--report-dir`, else `--audit-dir`, else AUDIT_DIR
+/// (environment, then the config file), else `./audit`.
+struct Dirs {
+    semantic: PathBuf,
+    report: PathBuf,
+}
+
+fn dirs(c: &Common, s: &Settings) -> Dirs {
+    let audit = c
+        .audit_dir
+        .clone()
+        .or_else(|| s.get("AUDIT_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("audit"));
+    Dirs {
+        semantic: c.semantic_dir.clone().unwrap_or_else(|| audit.clone()),
+        report: c.report_dir.clone().unwrap_or(audit),
+    }
 }
 
 fn init_logging(c: &Common) {
@@ -136,6 +217,49 @@ fn load(path: &Path, c: &Common) -> Result<pcap_forensics::Analysis, PcapError> 
     }
 }
 
+/// The narrative for `--narrate`: the provider named by the `LLM_*` keys. Every failure is
+/// one sentence on stderr and a reason in the report, never an error of the run.
+#[cfg(feature = "llm")]
+fn narrative_for(s: &Settings, sem: &serde_json::Value) -> Narrative {
+    use cloud_provider::llm::{provider_from_lookup, HttpSettings};
+    use pcap_forensics::narrator::llm::LlmNarrator;
+    match provider_from_lookup(|k| s.get(k), HttpSettings::default()) {
+        Ok(None) => {
+            eprintln!("pcap-forensics: no narrative: LLM_PROVIDER is not set; set LLM_PROVIDER, LLM_MODEL and LLM_API_KEY in the environment or the --config file");
+            Narrative::Unavailable {
+                reason: "set LLM_PROVIDER, LLM_MODEL and LLM_API_KEY to narrate".into(),
+            }
+        }
+        Err(e) => {
+            eprintln!("pcap-forensics: no narrative: {e}");
+            Narrative::Unavailable {
+                reason: e.to_string(),
+            }
+        }
+        Ok(Some(provider)) => {
+            let n = LlmNarrator::new(provider);
+            tracing::info!(
+                "narrating with {} ({})",
+                pcap_forensics::narrator::Narrator::name(&n),
+                n.model()
+            );
+            let out = narrate(Some(&n), sem);
+            if let Narrative::Failed { provider, error } = &out {
+                eprintln!("pcap-forensics: the narrative failed ({provider}: {error}); the report is complete without it");
+            }
+            out
+        }
+    }
+}
+
+#[cfg(not(feature = "llm"))]
+fn narrative_for(_s: &Settings, _sem: &serde_json::Value) -> Narrative {
+    eprintln!("pcap-forensics: no narrative: this build has no LLM narrator (rebuild with the `llm` feature, on by default)");
+    Narrative::Unavailable {
+        reason: "this build has no LLM narrator (cargo feature `llm`)".into(),
+    }
+}
+
 fn code_for(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<PcapError>() {
         Some(PcapError::Integrity { .. }) => 4,
@@ -143,7 +267,7 @@ fn code_for(e: &anyhow::Error) -> u8 {
     }
 }
 
-fn run_analyze(file: &Path, c: &Common) -> anyhow::Result<u8> {
+fn run_analyze(file: &Path, c: &Common, s: &Settings) -> anyhow::Result<u8> {
     let a = load(file, c)?;
     for w in &a.warnings {
         tracing::warn!("{w}");
@@ -151,19 +275,16 @@ fn run_analyze(file: &Path, c: &Common) -> anyhow::Result<u8> {
     let o = opts(c);
     let meta = Meta::at(now());
     let sem = semantic_json(&a, &o, &meta);
-    let narrative = narrate(None, &sem);
+    let narrative = if c.narrate {
+        narrative_for(s, &sem)
+    } else {
+        narrate(None, &sem)
+    };
     let md = report::markdown(&a, &sem, &meta, &narrative);
     let stem = stem_of(file);
-    let sdir = c
-        .semantic_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("audit"));
-    let rdir = c
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("audit"));
-    let sp = write_semantic(&sdir, &stem, &sem)?;
-    let rp = write_report(&rdir, &stem, &md)?;
+    let d = dirs(c, s);
+    let sp = write_semantic(&d.semantic, &stem, &sem)?;
+    let rp = write_report(&d.report, &stem, &md)?;
     if c.json {
         println!(
             "{}",
@@ -187,23 +308,26 @@ fn run_analyze(file: &Path, c: &Common) -> anyhow::Result<u8> {
         }
         println!("semantic JSON: {}", sp.display());
         println!("report:        {}", rp.display());
-        if narrative == Narrative::NotRequested && c.verbose > 0 {
-            println!("narrative:     not requested");
+        match &narrative {
+            Narrative::NotRequested if c.verbose > 0 => println!("narrative:     not requested"),
+            Narrative::NotRequested => {}
+            Narrative::Unavailable { .. } => println!("narrative:     not available"),
+            Narrative::Text { provider, .. } => {
+                println!("narrative:     by {provider} (in the report)")
+            }
+            Narrative::Failed { provider, .. } => println!("narrative:     failed ({provider})"),
         }
     }
     Ok(u8::from(has_actionable_findings(&a)))
 }
 
-fn run_compare(fa: &Path, fb: &Path, c: &Common) -> anyhow::Result<u8> {
+fn run_compare(fa: &Path, fb: &Path, c: &Common, s: &Settings) -> anyhow::Result<u8> {
     let a = load(fa, c)?;
     let b = load(fb, c)?;
     let meta = Meta::at(now());
     let cmp = compare(&a, &b, c.mode, usize::from(c.top), &meta);
     let stem = format!("{}_vs_{}", stem_of(fa), stem_of(fb));
-    let dir = c
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("audit"));
+    let dir = dirs(c, s).report;
     let jp = dir.join(format!("{stem}_comparison.json"));
     let mp = dir.join(format!("{stem}_comparison.md"));
     let mut text = serde_json::to_string_pretty(&cmp.json).context("serialising the comparison")?;
@@ -224,9 +348,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.common);
     let c = &cli.common;
+    let s = match Settings::load(c.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match (&cli.cmd, &cli.file) {
-        (Some(Cmd::Analyze { file }), _) => run_analyze(file, c),
-        (Some(Cmd::Compare { a, b }), _) => run_compare(a, b, c),
+        (Some(Cmd::Analyze { file }), _) => run_analyze(file, c, &s),
+        (Some(Cmd::Compare { a, b }), _) => run_compare(a, b, c, &s),
         (Some(Cmd::Verify { artifact: p }), _) => artifact::read_verified(p)
             .map(|_| {
                 if !c.json {
@@ -236,8 +367,8 @@ fn main() -> ExitCode {
             })
             .map_err(anyhow::Error::from),
         (None, Some(file)) => match &cli.compare {
-            Some(b) => run_compare(file, b, c),
-            None => run_analyze(file, c),
+            Some(b) => run_compare(file, b, c, &s),
+            None => run_analyze(file, c, &s),
         },
         (None, None) => {
             eprintln!("error: no capture given; run `pcap-forensics analyze FILE` (see --help)");

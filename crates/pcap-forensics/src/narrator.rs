@@ -1,11 +1,14 @@
 //! Optional LLM narration behind a trait. The analysis never depends on it: without a
-//! narrator the report says "Narrative: not requested". No HTTP provider ships yet
-//! (documented as absent in docs/pcap-forensics.md); the agent crate can implement
-//! [`Narrator`] with its own provider settings.
+//! narrator the report says "Narrative: not requested" (or why none is available). With the
+//! `llm` feature (default), [`llm::LlmNarrator`] narrates over any
+//! `cloud_provider::llm::LlmProvider`; other crates can implement [`Narrator`] themselves.
 
 use serde_json::Value;
 
 use crate::error::PcapError;
+
+#[cfg(feature = "llm")]
+pub mod llm;
 
 /// Turns the semantic JSON into prose. Implementations must not change any number.
 pub trait Narrator {
@@ -19,8 +22,18 @@ pub trait Narrator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Narrative {
     NotRequested,
-    Text { provider: String, text: String },
-    Failed { provider: String, error: String },
+    /// Requested, but no narrator could be built (the reason says what to set).
+    Unavailable {
+        reason: String,
+    },
+    Text {
+        provider: String,
+        text: String,
+    },
+    Failed {
+        provider: String,
+        error: String,
+    },
 }
 
 /// Run the narrator if there is one; failures become a `Failed` narrative, never an error.

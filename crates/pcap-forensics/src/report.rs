@@ -64,6 +64,20 @@ pub fn markdown(a: &Analysis, semantic: &Value, meta: &Meta, narrative: &Narrati
         show(get(cs, &["time_span", "first"])),
         show(get(cs, &["time_span", "last"]))
     );
+    if a.stats.fragments > 0 {
+        let r = &a.reassembly;
+        let _ = writeln!(
+            o,
+            "- IP fragments: {} in {} reassembled datagram(s); {} conflicting, {} oversize, {} timed out, {} incomplete at the end, {} evicted by memory caps.",
+            a.stats.fragments,
+            r.reassembled,
+            r.conflicts,
+            r.oversize,
+            r.timeouts,
+            r.incomplete_at_end,
+            r.evicted
+        );
+    }
     let worst = a.findings.first().map(|f| f.severity);
     let count = |s: Severity| a.findings.iter().filter(|f| f.severity == s).count();
     let _ = writeln!(
@@ -102,6 +116,9 @@ pub fn markdown(a: &Analysis, semantic: &Value, meta: &Meta, narrative: &Narrati
     match narrative {
         Narrative::NotRequested => {
             let _ = writeln!(o, "Narrative: not requested.");
+        }
+        Narrative::Unavailable { reason } => {
+            let _ = writeln!(o, "Narrative: not available ({}).", esc(reason));
         }
         Narrative::Text { provider, text } => {
             let _ = writeln!(o, "_Narrated by {provider}; every number above and below is computed deterministically._");
@@ -286,6 +303,18 @@ pub fn markdown(a: &Analysis, semantic: &Value, meta: &Meta, narrative: &Narrati
         show(get(d, &["slow_threshold_ms"])),
         show(get(d, &["query_types"]))
     );
+    let dt = get(d, &["tcp_reassembly"]);
+    if get(dt, &["streams"]).as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            o,
+            "DNS over TCP: {} message(s) from {} reassembled stream direction(s); {} gap(s), {} overlap conflict(s), {} out-of-window segment(s).\n",
+            show(get(d, &["tcp_messages"])),
+            show(get(dt, &["streams"])),
+            show(get(dt, &["gaps"])),
+            show(get(dt, &["overlap_conflicts"])),
+            show(get(dt, &["out_of_window"]))
+        );
+    }
     let i = get(semantic, &["icmp"]);
     let _ = writeln!(o, "## ICMP / ICMPv6");
     let _ = writeln!(o);

@@ -145,6 +145,29 @@ fn summary(a: &Analysis, n: usize) -> Value {
     m.insert("ipv4_packets".into(), json!(s.ipv4_packets));
     m.insert("ipv6_packets".into(), json!(s.ipv6_packets));
     m.insert("ip_fragments".into(), json!(s.fragments));
+    let r = &a.reassembly;
+    let issues: Vec<Value> = r
+        .issues
+        .iter()
+        .take(n)
+        .map(|i| {
+            json!({"kind": i.kind.as_str(), "src": i.src.to_string(), "dst": i.dst.to_string(),
+                   "protocol": crate::dissect::ip_proto_name(i.proto), "id": i.id,
+                   "fragments": i.fragments, "sample_frames": i.frames})
+        })
+        .collect();
+    let mut ra = Map::new();
+    ra.insert("datagrams_reassembled".into(), json!(r.reassembled));
+    ra.insert("duplicate_fragments".into(), json!(r.duplicates));
+    ra.insert("overlap_conflicts".into(), json!(r.conflicts));
+    ra.insert("oversize".into(), json!(r.oversize));
+    ra.insert("timeouts".into(), json!(r.timeouts));
+    ra.insert("incomplete_at_end".into(), json!(r.incomplete_at_end));
+    ra.insert("evicted".into(), json!(r.evicted));
+    ra.insert("unusable_fragments".into(), json!(r.unusable));
+    ra.insert("peak_buffered_bytes".into(), json!(r.peak_bytes));
+    put_list(&mut ra, "issues", issues, r.issues.len());
+    m.insert("ip_reassembly".into(), Value::Object(ra));
     m.insert("malformed_frames".into(), json!(s.malformed));
     m.insert(
         "snaplen_truncated_frames".into(),
@@ -397,6 +420,12 @@ fn dns_section(a: &Analysis, n: usize) -> Value {
     put_list(&mut m, "servers", sv, servers.len());
     m.insert("truncated_responses".into(), json!(d.truncated));
     m.insert("tcp_messages".into(), json!(d.tcp_messages));
+    m.insert(
+        "tcp_reassembly".into(),
+        json!({"streams": d.tcp_streams, "streams_over_cap": d.tcp_streams_over_cap,
+               "gaps": d.tcp_stream_gaps, "overlap_conflicts": d.tcp_stream_conflicts,
+               "out_of_window": d.tcp_stream_out_of_window}),
+    );
     m.insert("txt_queries".into(), json!(d.txt_queries));
     let mut sus: Vec<_> = d.suspicious.values().collect();
     sus.sort_by(|x, y| {

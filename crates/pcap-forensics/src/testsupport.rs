@@ -311,6 +311,63 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) ->
     ipv4_full(src, dst, proto, ttl, 0x1234, 0, false, &[], payload)
 }
 
+/// `payload` (an upper-layer datagram) cut into IPv4 fragments of at most `chunk` bytes
+/// (rounded down to a multiple of 8, at least 8), in order.
+pub fn ipv4_fragments(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    payload: &[u8],
+    chunk: usize,
+) -> Vec<Vec<u8>> {
+    let chunk = (chunk / 8).max(1) * 8;
+    let n = payload.len().div_ceil(chunk).max(1);
+    (0..n)
+        .map(|i| {
+            let s = i * chunk;
+            let e = (s + chunk).min(payload.len());
+            ipv4_full(
+                src,
+                dst,
+                proto,
+                64,
+                id,
+                s as u16,
+                i + 1 < n,
+                &[],
+                &payload[s..e],
+            )
+        })
+        .collect()
+}
+
+/// `payload` cut into IPv6 fragments (a Fragment header with next header `next` and
+/// identification `id`) of at most `chunk` bytes (rounded down to a multiple of 8), in order.
+pub fn ipv6_fragments(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    id: u32,
+    payload: &[u8],
+    chunk: usize,
+) -> Vec<Vec<u8>> {
+    let chunk = (chunk / 8).max(1) * 8;
+    let n = payload.len().div_ceil(chunk).max(1);
+    (0..n)
+        .map(|i| {
+            let s = i * chunk;
+            let e = (s + chunk).min(payload.len());
+            let fo = (s as u16) | u16::from(i + 1 < n);
+            let mut fh = vec![next, 0];
+            fh.extend_from_slice(&fo.to_be_bytes());
+            fh.extend_from_slice(&id.to_be_bytes());
+            fh.extend_from_slice(&payload[s..e]);
+            ipv6(src, dst, 44, 64, &fh)
+        })
+        .collect()
+}
+
 /// IPv6 header plus payload (`next` is the first next-header value).
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, hop: u8, payload: &[u8]) -> Vec<u8> {
     let mut h = vec![0u8; 40];
@@ -633,6 +690,30 @@ impl TcpConv {
         let f = self.emit(cap, false, self.sseq, self.cseq, ACK | PSH, &[], &payload);
         self.sseq = self.sseq.wrapping_add(len as u32);
         f
+    }
+    /// Client data with the given bytes (advances the client sequence number).
+    pub fn data_c(&mut self, cap: &mut Capture, payload: &[u8]) -> u64 {
+        let f = self.emit(cap, true, self.cseq, self.sseq, ACK | PSH, &[], payload);
+        self.cseq = self.cseq.wrapping_add(payload.len() as u32);
+        f
+    }
+    /// Server data with the given bytes (advances the server sequence number).
+    pub fn data_s(&mut self, cap: &mut Capture, payload: &[u8]) -> u64 {
+        let f = self.emit(cap, false, self.sseq, self.cseq, ACK | PSH, &[], payload);
+        self.sseq = self.sseq.wrapping_add(payload.len() as u32);
+        f
+    }
+    /// Given bytes at an explicit sequence number (out of order, retransmitted or
+    /// rewritten data), not advancing either side.
+    pub fn data_at(
+        &mut self,
+        cap: &mut Capture,
+        from_client: bool,
+        seq: u32,
+        payload: &[u8],
+    ) -> u64 {
+        let ack = if from_client { self.sseq } else { self.cseq };
+        self.emit(cap, from_client, seq, ack, ACK | PSH, &[], payload)
     }
     /// Client data at an explicit sequence number (retransmission), not advancing.
     pub fn resend_c(&mut self, cap: &mut Capture, seq: u32, len: usize) -> u64 {

@@ -10,6 +10,9 @@ fn bin() -> Command {
     let mut c = Command::cargo_bin("pcap-forensics").expect("binary");
     c.env("SOURCE_DATE_EPOCH", "1767225600")
         .env("NO_COLOR", "1");
+    for k in ["LLM_PROVIDER", "LLM_MODEL", "LLM_API_KEY", "LLM_BASE_URL"] {
+        c.env_remove(k);
+    }
     c
 }
 
@@ -132,4 +135,89 @@ fn usage_and_runtime_errors() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("neither pcap nor pcapng"));
+}
+
+/// `--config FILE` (cloud-provider's loader): AUDIT_DIR from the file, the environment over
+/// the file, `--audit-dir` over both, `--semantic-dir`/`--report-dir` over everything.
+#[cfg(feature = "config")]
+#[test]
+fn config_file_environment_and_flag_precedence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("a.pcap"), syn_unanswered().to_pcap(1)).expect("write");
+    std::fs::write(
+        dir.path().join("c.env"),
+        "# pcap-forensics reads AUDIT_DIR\nexport AUDIT_DIR=from-file\nLLM_MODEL=\"m\"\n",
+    )
+    .expect("config");
+    let run = |extra: &[&str], env_audit: Option<&str>| {
+        let mut c = bin();
+        c.current_dir(dir.path())
+            .env_remove("AUDIT_DIR")
+            .args(["analyze", "a.pcap", "--config", "c.env"])
+            .args(extra);
+        if let Some(v) = env_audit {
+            c.env("AUDIT_DIR", v);
+        }
+        c.assert().code(1);
+    };
+    run(&[], None);
+    assert!(dir.path().join("from-file/a_semantic.json").exists());
+    assert!(dir.path().join("from-file/a_forensic_report.md").exists());
+    run(&[], Some("from-env"));
+    assert!(dir.path().join("from-env/a_semantic.json").exists());
+    run(&["--audit-dir", "from-flag"], Some("from-env"));
+    assert!(dir.path().join("from-flag/a_forensic_report.md").exists());
+    run(&["--semantic-dir", "sem"], Some("from-env"));
+    assert!(dir.path().join("sem/a_semantic.json").exists());
+    assert!(!dir.path().join("sem/a_forensic_report.md").exists());
+    // compare writes into the audit directory too.
+    bin()
+        .current_dir(dir.path())
+        .env_remove("AUDIT_DIR")
+        .args(["compare", "a.pcap", "a.pcap", "--config", "c.env"])
+        .assert()
+        .code(0);
+    assert!(dir.path().join("from-file/a_vs_a_comparison.json").exists());
+}
+
+#[cfg(feature = "config")]
+#[test]
+fn config_errors_are_usage_errors_and_unknown_keys_warn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("a.pcap"), syn_unanswered().to_pcap(1)).expect("write");
+    bin()
+        .current_dir(dir.path())
+        .args(["analyze", "a.pcap", "--config", "missing.env"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("cannot read config file missing.env")
+                .and(predicate::str::contains("fix the --config file")),
+        );
+    std::fs::write(dir.path().join("bad.env"), "AUDIT_DIR=x\nnot a setting\n").expect("w");
+    bin()
+        .current_dir(dir.path())
+        .args(["analyze", "a.pcap", "--config", "bad.env"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.env line 2:"));
+    std::fs::write(dir.path().join("typo.env"), "AUDIT_DIRR=x\n").expect("w");
+    bin()
+        .current_dir(dir.path())
+        .env_remove("AUDIT_DIR")
+        .args(["analyze", "a.pcap", "--config", "typo.env"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_DIRR"));
+    assert!(dir.path().join("audit/a_semantic.json").exists());
+}
+
+#[cfg(not(feature = "config"))]
+#[test]
+fn config_without_the_feature_is_a_usage_error() {
+    bin()
+        .args(["analyze", "a.pcap", "--config", "c.env"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`config` feature"));
 }

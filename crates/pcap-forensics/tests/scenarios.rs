@@ -295,7 +295,14 @@ fn ipv4_fragments_are_counted_and_not_misparsed() {
     cap.push(ts::ethernet([2; 6], [4; 6], 0x0800, &opt));
     let a = analyze(&cap);
     assert_eq!(a.stats.fragments, 2);
-    assert_eq!(a.udp.packets, 2, "first fragment and the options packet");
+    assert_eq!(a.reassembly.reassembled, 1);
+    assert_eq!(
+        a.udp.packets, 2,
+        "the reassembled datagram and the options packet"
+    );
+    // Byte counters count every fragment's frame (and the options packet's).
+    let frames: u64 = cap.frames.iter().map(|(_, f)| f.len() as u64).sum();
+    assert_eq!(a.udp.bytes, frames);
     assert_eq!(a.stats.malformed, 0);
 }
 

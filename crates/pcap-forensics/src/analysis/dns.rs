@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::{sample, AnalysisOptions, Endpoint, FxMap, LatencyHist};
-use crate::dissect::{IpPkt, TcpSeg, UdpDg};
+use crate::dissect::{tcpflag, IpPkt, TcpSeg, UdpDg};
 use crate::reader::Packet;
+use crate::reassembly::tcp::{Stream, StreamLimits};
 
 /// Most distinct names tracked per table (NXDOMAIN, SERVFAIL, suspicious...).
 const MAX_NAMES: usize = 10_000;
@@ -285,6 +286,31 @@ pub struct DnsState {
     seen_names: u64,
     /// Slow-answer threshold (ms); 500 when unset.
     pub slow_ms: Option<f64>,
+    /// DNS-over-TCP directions being reassembled (at most [`MAX_TCP_STREAMS`]).
+    streams: FxMap<(Endpoint, Endpoint), DnsStream>,
+    /// Directions reassembled in total.
+    pub tcp_streams: u64,
+    /// Directions not reassembled because [`MAX_TCP_STREAMS`] were open (their segments are
+    /// parsed only when one carries a whole message).
+    pub tcp_streams_over_cap: u64,
+    /// Holes skipped in reassembled streams (a segment never captured or cut short).
+    pub tcp_stream_gaps: u64,
+    /// Segments overlapping earlier data with different bytes.
+    pub tcp_stream_conflicts: u64,
+    /// Segments outside any possible window.
+    pub tcp_stream_out_of_window: u64,
+    /// Evidence of conflicts and out-of-window segments, per (kind, direction), capped.
+    pub stream_issues: BTreeMap<(&'static str, Endpoint, Endpoint), NameCount>,
+}
+
+/// DNS-over-TCP directions reassembled at once; beyond it, segment-at-a-time parsing.
+pub const MAX_TCP_STREAMS: usize = 512;
+
+#[derive(Debug, Default)]
+struct DnsStream {
+    stream: Stream,
+    /// In-order bytes not yet consumed (at most one partial message).
+    buf: Vec<u8>,
 }
 
 impl DnsState {
@@ -300,8 +326,94 @@ impl DnsState {
         self.feed_msg(p, src, dst, u.payload);
     }
 
+    /// DNS over TCP: each direction is reassembled in order ([`Stream`]) and the 2-byte
+    /// length-prefixed messages are parsed as they complete, at the frame that completed them.
     pub fn feed_tcp(&mut self, p: &Packet<'_>, ip: &IpPkt<'_>, seg: &TcpSeg<'_>) {
-        // Best effort: a segment that starts with a complete length-prefixed message.
+        let src = Endpoint {
+            ip: ip.src,
+            port: seg.sport,
+        };
+        let dst = Endpoint {
+            ip: ip.dst,
+            port: seg.dport,
+        };
+        let key = (src, dst);
+        if !self.streams.contains_key(&key) {
+            if seg.seg_len == 0 && seg.flags & tcpflag::SYN == 0 {
+                // A pure ACK (or the last ACK after a FIN): nothing to reassemble.
+                return;
+            }
+            if self.streams.len() >= MAX_TCP_STREAMS {
+                self.tcp_streams_over_cap += 1;
+                self.feed_tcp_segment(p, src, dst, seg);
+                return;
+            }
+            self.tcp_streams += 1;
+            self.streams.insert(
+                key,
+                DnsStream {
+                    stream: Stream::new(StreamLimits::default()),
+                    buf: Vec::new(),
+                },
+            );
+        }
+        let Some(st) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let push = st
+            .stream
+            .push(seg.seq, seg.flags, seg.payload, seg.seg_len, &mut st.buf);
+        let mut buf = std::mem::take(&mut st.buf);
+        if push.gap {
+            self.tcp_stream_gaps += 1;
+        }
+        for (hit, kind) in [
+            (push.conflict, "overlap_conflict"),
+            (push.out_of_window, "out_of_window"),
+        ] {
+            if !hit {
+                continue;
+            }
+            if kind == "overlap_conflict" {
+                self.tcp_stream_conflicts += 1;
+            } else {
+                self.tcp_stream_out_of_window += 1;
+            }
+            let k = (kind, src, dst);
+            if self.stream_issues.len() < MAX_NAMES || self.stream_issues.contains_key(&k) {
+                let e = self.stream_issues.entry(k).or_default();
+                e.count += 1;
+                sample(&mut e.frames, p.frame);
+            }
+        }
+        let mut used = 0usize;
+        while let Some(h) = buf.get(used..used + 2) {
+            let len = usize::from(u16::from_be_bytes([h[0], h[1]]));
+            let Some(msg) = buf.get(used + 2..used + 2 + len) else {
+                break;
+            };
+            if len < 12 {
+                self.malformed += 1;
+            } else {
+                self.tcp_messages += 1;
+                self.feed_msg(p, src, dst, msg);
+            }
+            used += 2 + len;
+        }
+        buf.drain(..used);
+        let closing = seg.flags & (tcpflag::FIN | tcpflag::RST) != 0;
+        if closing {
+            self.streams.remove(&key);
+            if seg.flags & tcpflag::RST != 0 {
+                self.streams.remove(&(dst, src));
+            }
+        } else if let Some(st) = self.streams.get_mut(&key) {
+            st.buf = buf;
+        }
+    }
+
+    /// Fallback without reassembly: a segment that starts with a complete message.
+    fn feed_tcp_segment(&mut self, p: &Packet<'_>, src: Endpoint, dst: Endpoint, seg: &TcpSeg<'_>) {
         let b = seg.payload;
         if b.len() < 14 {
             return;
@@ -311,14 +423,6 @@ impl DnsState {
             return;
         }
         self.tcp_messages += 1;
-        let src = Endpoint {
-            ip: ip.src,
-            port: seg.sport,
-        };
-        let dst = Endpoint {
-            ip: ip.dst,
-            port: seg.dport,
-        };
         self.feed_msg(p, src, dst, &b[2..2 + len]);
     }
 
@@ -444,6 +548,7 @@ impl DnsState {
     }
 
     pub fn finish(mut self, opts: &AnalysisOptions) -> DnsResult {
+        self.streams = FxMap::default();
         let mut unanswered: Vec<QueryRecord> = self
             .pending
             .drain()

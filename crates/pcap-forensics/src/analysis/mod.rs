@@ -3,6 +3,7 @@
 pub mod arp;
 pub mod dns;
 pub mod icmp;
+pub mod response;
 pub mod tcp;
 pub mod udp;
 
@@ -11,9 +12,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::net::IpAddr;
 
-use crate::dissect::{self, L3, L4};
+use crate::dissect::{self, IpPkt, L3, L4};
 use crate::error::PcapError;
 use crate::reader::{CaptureReader, Format, Packet};
+use crate::reassembly::ip::{DefragStats, Defragmenter, Fragment, Outcome as ReOutcome};
 
 /// Frames kept as evidence per item while analysing.
 pub const SAMPLE_FRAMES: usize = 8;
@@ -262,6 +264,10 @@ pub struct Analyzer {
     pub dns: dns::DnsState,
     pub icmp: icmp::IcmpState,
     pub arp: arp::ArpState,
+    /// Request/response timing per TCP connection.
+    pub response: response::ResponseState,
+    /// IPv4/IPv6 fragment reassembly.
+    pub defrag: Defragmenter,
 }
 
 /// Everything the analysis found, before rendering.
@@ -277,6 +283,10 @@ pub struct Analysis {
     pub dns: dns::DnsResult,
     pub icmp: icmp::IcmpResult,
     pub arp: arp::ArpResult,
+    /// Application response times per server endpoint.
+    pub responses: response::ResponseResult,
+    /// IP fragment reassembly counters and issues.
+    pub reassembly: DefragStats,
     pub findings: Vec<crate::findings::Finding>,
 }
 
@@ -346,54 +356,98 @@ impl Analyzer {
                     s.ipv4_packets += 1;
                     s.hot[H_IPV4] += 1;
                 }
-                if ip.frag.is_some() {
-                    s.fragments += 1;
-                }
-                match ip.l4 {
-                    L4::Tcp(seg) => {
-                        s.hot[H_TCP] += 1;
-                        self.tcp.feed(p, &ip, &seg);
-                        if seg.sport == 53 || seg.dport == 53 {
-                            s.hot[H_DNS] += 1;
-                            self.dns.feed_tcp(p, &ip, &seg);
-                        }
-                    }
-                    L4::Udp(u) => {
-                        s.hot[H_UDP] += 1;
-                        self.udp.feed(p, &ip, &u);
-                        if u.sport == 53 || u.dport == 53 {
-                            s.hot[H_DNS] += 1;
-                            self.dns.feed_udp(p, &ip, &u);
-                        }
-                    }
-                    L4::Icmp(m) => {
-                        s.hot[if m.v6 { H_ICMPV6 } else { H_ICMP }] += 1;
-                        self.icmp.feed(p, &ip, &m);
-                        if let Some(e) = m.embedded() {
-                            if let Some(kind) = icmp::error_kind(m.v6, m.icmp_type) {
-                                self.tcp.icmp_error(p, &ip, &m, &e, kind);
-                                self.udp.icmp_error(&e);
+                match ip.frag {
+                    Some((offset, more)) => {
+                        s.fragments += 1;
+                        let f = Fragment {
+                            v6: ip.v6,
+                            src: ip.src,
+                            dst: ip.dst,
+                            proto: ip.proto,
+                            id: ip.ip_id,
+                            offset,
+                            more,
+                            data: ip.payload,
+                            wire_len: ip.payload_len,
+                            ts_ns: p.ts_ns,
+                            frame: p.frame,
+                            frame_len: p.orig_len.max(p.data.len() as u32),
+                        };
+                        match self.defrag.feed(&f) {
+                            ReOutcome::Complete(r) => {
+                                let (proto, l4) =
+                                    dissect::dissect_reassembled(ip.v6, ip.proto, &r.payload);
+                                let whole = IpPkt {
+                                    proto,
+                                    frag: None,
+                                    total_len: r.payload.len() as u32 + if ip.v6 { 40 } else { 20 },
+                                    payload: &r.payload,
+                                    payload_len: r.payload.len() as u32,
+                                    l4,
+                                    ..ip
+                                };
+                                // Byte counters see every fragment's frame.
+                                let whole_p = Packet {
+                                    orig_len: u32::try_from(r.wire_bytes).unwrap_or(u32::MAX),
+                                    ..*p
+                                };
+                                self.feed_l4(&whole_p, &whole);
+                            }
+                            ReOutcome::Pending | ReOutcome::Dropped => {
+                                *s.protocols
+                                    .entry(dissect::ip_proto_name(ip.proto))
+                                    .or_default() += 1;
                             }
                         }
                     }
-                    L4::Fragment => {
-                        *s.protocols
-                            .entry(dissect::ip_proto_name(ip.proto))
-                            .or_default() += 1;
-                    }
-                    L4::Truncated => {
-                        *s.protocols
-                            .entry(dissect::ip_proto_name(ip.proto))
-                            .or_default() += 1;
-                        s.malformed += 1;
-                        sample(&mut s.malformed_frames, p.frame);
-                    }
-                    L4::Other => {
-                        *s.protocols
-                            .entry(dissect::ip_proto_name(ip.proto))
-                            .or_default() += 1;
+                    None => self.feed_l4(p, &ip),
+                }
+            }
+        }
+    }
+
+    /// The transport layer of a whole (unfragmented or reassembled) datagram.
+    fn feed_l4(&mut self, p: &Packet<'_>, ip: &IpPkt<'_>) {
+        let s = &mut self.stats;
+        match ip.l4 {
+            L4::Tcp(seg) => {
+                s.hot[H_TCP] += 1;
+                self.tcp.feed(p, ip, &seg);
+                self.response.feed(p, ip, &seg);
+                if seg.sport == 53 || seg.dport == 53 {
+                    s.hot[H_DNS] += 1;
+                    self.dns.feed_tcp(p, ip, &seg);
+                }
+            }
+            L4::Udp(u) => {
+                s.hot[H_UDP] += 1;
+                self.udp.feed(p, ip, &u);
+                if u.sport == 53 || u.dport == 53 {
+                    s.hot[H_DNS] += 1;
+                    self.dns.feed_udp(p, ip, &u);
+                }
+            }
+            L4::Icmp(m) => {
+                s.hot[if m.v6 { H_ICMPV6 } else { H_ICMP }] += 1;
+                self.icmp.feed(p, ip, &m);
+                if let Some(e) = m.embedded() {
+                    if let Some(kind) = icmp::error_kind(m.v6, m.icmp_type) {
+                        self.tcp.icmp_error(p, ip, &m, &e, kind);
+                        self.udp.icmp_error(&e);
                     }
                 }
+            }
+            L4::Fragment | L4::Other => {
+                *s.protocols
+                    .entry(dissect::ip_proto_name(ip.proto))
+                    .or_default() += 1;
+            }
+            L4::Truncated => {
+                *s.protocols
+                    .entry(dissect::ip_proto_name(ip.proto))
+                    .or_default() += 1;
+                s.malformed += 1;
+                sample(&mut s.malformed_frames, p.frame);
             }
         }
     }
@@ -407,6 +461,7 @@ impl Analyzer {
             }
         }
         let end_ns = self.stats.last_ts_ns.unwrap_or(0);
+        self.defrag.finish(end_ns);
         let mut a = Analysis {
             file: file.to_string(),
             format: None,
@@ -415,6 +470,8 @@ impl Analyzer {
             dns: self.dns.finish(opts),
             icmp: self.icmp.finish(),
             arp: self.arp.finish(end_ns),
+            responses: self.response.finish(),
+            reassembly: std::mem::take(&mut self.defrag.stats),
             stats: self.stats,
             warnings: Vec::new(),
             comments: Vec::new(),
