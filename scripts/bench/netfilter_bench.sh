@@ -60,18 +60,22 @@ measure() { # label, command...
   local label="$1"; shift
   local start end
   start=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$WORK/rss" "$@" > /dev/null || true
+  /usr/bin/time -f "%M %U %S" -o "$WORK/rss" "$@" > /dev/null || true
   end=$(date +%s.%N)
-  local secs rss
+  local secs rss cpu
   secs=$(echo "$end - $start" | bc)
-  rss=$(cat "$WORK/rss" | tail -1)
-  printf '%-44s %8.3f s  %8d KiB max RSS\n' "$label" "$secs" "$rss"
+  read -r rss usr sys < <(tail -1 "$WORK/rss")
+  cpu=$(echo "$usr + $sys" | bc)
+  # CPU time (user + system) is printed too: on 2 cores shared with other builds the wall
+  # time mostly measures the wait for a core.
+  printf '%-44s %8.3f s  %6.2f s CPU  %8d KiB max RSS\n' "$label" "$secs" "$cpu" "$rss"
   echo "$secs" > "$WORK/last"
 }
 
 measure "snapshot 700k-line kube-proxy iptables-save" \
   "$BIN" snapshot --from-file "$WORK/kube.txt" --audit-dir "$WORK/audit" --session-id fw_bench_kube
 ours=$(cat "$WORK/last")
+echo "  artifact: $(stat -c %s "$WORK/audit/fw_bench_kube_snapshot.json") bytes (pretty JSON, one compact line per rule)"
 # Phase timings (parse, build, artifact write) from the -v log.
 "$BIN" -v snapshot --from-file "$WORK/kube.txt" --audit-dir "$WORK/audit" --session-id fw_bench_kube2 2>&1 >/dev/null \
   | grep -E "parsed in|built in|written in" | sed 's/^.*INFO [a-z_]*: /  phase: /' || true

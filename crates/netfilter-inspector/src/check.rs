@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Backend, Chain, Cond, Family, Match, Policy, PortRange, Rule, Ruleset, Table, Target,
+    Backend, Chain, Cond, Family, IptablesVariant, Match, Policy, PortRange, Rule, Ruleset, Table,
+    Target,
 };
 use crate::snapshot::vmap_entries;
 
@@ -96,6 +97,9 @@ pub struct DecidingRule {
     pub table: String,
     /// Back end.
     pub backend: Backend,
+    /// For an iptables table: `legacy` or `nft` when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<IptablesVariant>,
     /// Chain.
     pub chain: String,
     /// 1-based position; `None` for a policy.
@@ -797,6 +801,7 @@ fn deciding(t: &Table, c: &Chain, position: Option<usize>, text: &str) -> Decidi
         family: t.family,
         table: t.name.clone(),
         backend: t.backend,
+        variant: t.variant,
         chain: c.name.clone(),
         position,
         rule: text.to_string(),
@@ -833,14 +838,26 @@ pub fn check(rs: &Ruleset, pkt: &Packet) -> CheckAnswer {
     } else {
         &[Family::Ip, Family::Inet]
     };
-    // A table that iptables-save and nft -j both show is evaluated once (iptables-save copy).
+    // A table that iptables-save and nft -j both show is evaluated once (iptables-save copy);
+    // legacy tables are other kernel objects and are walked besides the nft ones.
     let dup = |t: &Table| {
         t.backend == Backend::Nftables
             && rs
                 .tables
                 .iter()
-                .any(|o| o.backend == Backend::Iptables && o.family == t.family && o.name == t.name)
+                .any(|o| o.shadows_nft() && o.family == t.family && o.name == t.name)
     };
+    if rs
+        .tables
+        .iter()
+        .any(|t| t.variant == Some(IptablesVariant::Legacy))
+        && rs
+            .tables
+            .iter()
+            .any(|t| t.variant != Some(IptablesVariant::Legacy))
+    {
+        ev.note("legacy xtables and nf_tables base chains are both walked (the kernel runs both); at equal priority their order is that of registration, unknown here: a DROP in either drops".into());
+    }
     if rs.tables.iter().any(|t| t.family == Family::Netdev) && pkt.direction == Direction::In {
         ev.note("netdev ingress chains are not evaluated".into());
     }

@@ -87,6 +87,10 @@ pub struct Change {
     /// Table (`filter`), empty for tc.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub table: String,
+    /// Back end of the table (`iptables-legacy`, `iptables-nft`, `iptables`, `nftables`);
+    /// absent for tc. Two tables of the same name from different back ends stay apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Chain, set, or device.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub object: String,
@@ -149,14 +153,68 @@ impl DiffReport {
     }
 }
 
-type TableKey = (String, String, String);
-
-fn table_key(t: &Table) -> TableKey {
-    (
-        t.family.as_str().to_string(),
-        t.name.clone(),
-        format!("{:?}", t.backend),
-    )
+/// Pairs old and new tables: by (family, name, back end); then an iptables table whose back
+/// end is unknown (a snapshot taken before back ends were told apart, or a save file without
+/// its header) pairs with the one iptables table of the same family and name left unpaired
+/// on the other side. Returns `(old index, new index)` pairs, unpaired sides as `None`.
+fn pair_tables(old: &[Table], new: &[Table]) -> Vec<(Option<usize>, Option<usize>)> {
+    let key = |t: &Table| (t.family, t.name.clone(), t.backend_label());
+    let mut old_by_key: HashMap<_, usize> = HashMap::new();
+    for (i, t) in old.iter().enumerate() {
+        old_by_key.entry(key(t)).or_insert(i);
+    }
+    let mut old_used = vec![false; old.len()];
+    let mut new_pair: Vec<Option<usize>> = vec![None; new.len()];
+    for (j, t) in new.iter().enumerate() {
+        if let Some(&i) = old_by_key.get(&key(t)) {
+            if !old_used[i] {
+                old_used[i] = true;
+                new_pair[j] = Some(i);
+            }
+        }
+    }
+    for (j, nt) in new.iter().enumerate() {
+        if new_pair[j].is_some() || nt.backend != crate::model::Backend::Iptables {
+            continue;
+        }
+        let candidates: Vec<usize> = (0..old.len())
+            .filter(|&i| {
+                let ot = &old[i];
+                !old_used[i]
+                    && ot.backend == nt.backend
+                    && ot.family == nt.family
+                    && ot.name == nt.name
+                    && (ot.variant.is_none() || nt.variant.is_none())
+            })
+            .collect();
+        let same_new = new
+            .iter()
+            .enumerate()
+            .filter(|(k, t)| {
+                new_pair[*k].is_none()
+                    && t.backend == nt.backend
+                    && t.family == nt.family
+                    && t.name == nt.name
+            })
+            .count();
+        if candidates.len() == 1 && same_new == 1 {
+            old_used[candidates[0]] = true;
+            new_pair[j] = Some(candidates[0]);
+        }
+    }
+    let mut pairs: Vec<(Option<usize>, Option<usize>)> = new_pair
+        .iter()
+        .enumerate()
+        .map(|(j, i)| (*i, Some(j)))
+        .collect();
+    pairs.extend(
+        old_used
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !**u)
+            .map(|(i, _)| (Some(i), None)),
+    );
+    pairs
 }
 
 /// Whether a chain (transitively, depth-limited) contains a DROP/REJECT.
@@ -332,6 +390,7 @@ fn diff_chain(
                 sec,
                 Change {
                     change: "policy_changed".into(),
+                    backend: None,
                     severity: if critical {
                         Severity::Critical
                     } else {
@@ -386,6 +445,7 @@ fn diff_chain(
             sec,
             Change {
                 change: "rule_removed".into(),
+                backend: None,
                 severity: sev(&reason),
                 table: tname.clone(),
                 object: nc.name.clone(),
@@ -410,6 +470,7 @@ fn diff_chain(
             sec,
             Change {
                 change: "rule_added".into(),
+                backend: None,
                 severity: sev(&reason),
                 table: tname.clone(),
                 object: nc.name.clone(),
@@ -427,6 +488,7 @@ fn diff_chain(
             sec,
             Change {
                 change: "rule_moved".into(),
+                backend: None,
                 severity: sev(&reason),
                 table: tname.clone(),
                 object: nc.name.clone(),
@@ -487,6 +549,7 @@ fn diff_table(ctx: &mut Ctx, sec: &mut FamilySection, ot: &Table, nt: &Table) {
                     sec,
                     Change {
                         change: "chain_added".into(),
+                        backend: None,
                         severity: sev(&reason),
                         table: nt.name.clone(),
                         object: nc.name.clone(),
@@ -510,6 +573,7 @@ fn diff_table(ctx: &mut Ctx, sec: &mut FamilySection, ot: &Table, nt: &Table) {
                 sec,
                 Change {
                     change: "chain_removed".into(),
+                    backend: None,
                     severity: sev(&reason),
                     table: ot.name.clone(),
                     object: oc.name.clone(),
@@ -528,6 +592,7 @@ fn diff_table(ctx: &mut Ctx, sec: &mut FamilySection, ot: &Table, nt: &Table) {
                 sec,
                 Change {
                     change: "set_added".into(),
+                    backend: None,
                     severity: if critical_new {
                         Severity::Critical
                     } else {
@@ -566,6 +631,7 @@ fn diff_table(ctx: &mut Ctx, sec: &mut FamilySection, ot: &Table, nt: &Table) {
                         sec,
                         Change {
                             change: "set_elements_changed".into(),
+                            backend: None,
                             severity: if critical_new {
                                 Severity::Critical
                             } else {
@@ -596,6 +662,7 @@ fn diff_table(ctx: &mut Ctx, sec: &mut FamilySection, ot: &Table, nt: &Table) {
                 sec,
                 Change {
                     change: "set_removed".into(),
+                    backend: None,
                     severity: if critical {
                         Severity::Critical
                     } else {
@@ -686,6 +753,7 @@ fn diff_tc(
                     sec,
                     Change {
                         change: "qdisc_added".into(),
+                        backend: None,
                         severity: sev(&reason),
                         table: String::new(),
                         object: nq.dev.clone(),
@@ -704,6 +772,7 @@ fn diff_tc(
                     sec,
                     Change {
                         change: "qdisc_changed".into(),
+                        backend: None,
                         severity: sev(&reason),
                         table: String::new(),
                         object: nq.dev.clone(),
@@ -724,6 +793,7 @@ fn diff_tc(
                 sec,
                 Change {
                     change: "qdisc_removed".into(),
+                    backend: None,
                     severity: sev(&reason),
                     table: String::new(),
                     object: oq.dev.clone(),
@@ -743,6 +813,7 @@ fn diff_tc(
             sec,
             Change {
                 change: "filter_added".into(),
+                backend: None,
                 severity: Severity::Informational,
                 table: String::new(),
                 object: f.dev.clone().unwrap_or_default(),
@@ -758,6 +829,7 @@ fn diff_tc(
             sec,
             Change {
                 change: "filter_removed".into(),
+                backend: None,
                 severity: Severity::Informational,
                 table: String::new(),
                 object: f.dev.clone().unwrap_or_default(),
@@ -786,14 +858,17 @@ pub fn diff(
         },
     };
     let mut families: BTreeMap<String, FamilySection> = BTreeMap::new();
-    let old_tables: HashMap<TableKey, &Table> =
-        old.tables.iter().map(|t| (table_key(t), t)).collect();
-    let new_keys: HashSet<TableKey> = new.tables.iter().map(table_key).collect();
-    for nt in &new.tables {
-        let sec = families.entry(nt.family.as_str().to_string()).or_default();
-        match old_tables.get(&table_key(nt)) {
-            Some(ot) => diff_table(&mut ctx, sec, ot, nt),
-            None => {
+    for (oi, ni) in pair_tables(&old.tables, &new.tables) {
+        let t = match (oi, ni) {
+            (_, Some(j)) => &new.tables[j],
+            (Some(i), None) => &old.tables[i],
+            (None, None) => continue,
+        };
+        let sec = families.entry(t.family.as_str().to_string()).or_default();
+        let first = sec.changes.len();
+        match (oi.map(|i| &old.tables[i]), ni.map(|j| &new.tables[j])) {
+            (Some(ot), Some(nt)) => diff_table(&mut ctx, sec, ot, nt),
+            (None, Some(nt)) => {
                 let reason = nt
                     .chains
                     .iter()
@@ -804,6 +879,7 @@ pub fn diff(
                     sec,
                     Change {
                         change: "table_added".into(),
+                        backend: None,
                         severity: sev(&reason),
                         table: nt.name.clone(),
                         object: String::new(),
@@ -818,34 +894,36 @@ pub fn diff(
                     },
                 );
             }
+            (Some(ot), None) => {
+                let reason = ot
+                    .chains
+                    .iter()
+                    .find_map(|c| chain_blocking(ot, c))
+                    .map(|r| format!("removed table with a chain that {r}"));
+                let rules: usize = ot.chains.iter().map(|c| c.rules.len()).sum();
+                push(
+                    sec,
+                    Change {
+                        change: "table_removed".into(),
+                        backend: None,
+                        severity: sev(&reason),
+                        table: ot.name.clone(),
+                        object: String::new(),
+                        position: None,
+                        old_position: None,
+                        detail: format!(
+                            "{} chains, {rules} rules, {} sets",
+                            ot.chains.len(),
+                            ot.sets.len()
+                        ),
+                        reason,
+                    },
+                );
+            }
+            (None, None) => {}
         }
-    }
-    for ot in &old.tables {
-        if !new_keys.contains(&table_key(ot)) {
-            let sec = families.entry(ot.family.as_str().to_string()).or_default();
-            let reason = ot
-                .chains
-                .iter()
-                .find_map(|c| chain_blocking(ot, c))
-                .map(|r| format!("removed table with a chain that {r}"));
-            let rules: usize = ot.chains.iter().map(|c| c.rules.len()).sum();
-            push(
-                sec,
-                Change {
-                    change: "table_removed".into(),
-                    severity: sev(&reason),
-                    table: ot.name.clone(),
-                    object: String::new(),
-                    position: None,
-                    old_position: None,
-                    detail: format!(
-                        "{} chains, {rules} rules, {} sets",
-                        ot.chains.len(),
-                        ot.sets.len()
-                    ),
-                    reason,
-                },
-            );
+        for c in &mut sec.changes[first..] {
+            c.backend = Some(t.backend_label().to_string());
         }
     }
     let mut tc = FamilySection::default();

@@ -4,12 +4,13 @@
 //! verbatim with a warning. Rendering a parsed rule gives its normalised text (the identity
 //! the diff aligns on), and parsing that text gives the same model back.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 
 use crate::model::{
-    Backend, BaseChain, Chain, Cond, Counters, Family, Match, Policy, PortRange, Rule, Ruleset,
-    Table, Target, Warning,
+    Backend, BaseChain, Chain, Cond, Counters, Family, IptablesVariant, Match, Policy, PortRange,
+    Rule, Ruleset, Table, Target, Warning,
 };
 use crate::ParseError;
 
@@ -79,6 +80,51 @@ const KNOWN_MODULES: &[&str] = &[
     "osf",
     "nfqueue",
 ];
+
+/// Options common enough to be shared static strings in the model.
+const COMMON_OPTIONS: &[&str] = &[
+    "-p",
+    "-s",
+    "-d",
+    "-i",
+    "-o",
+    "--dport",
+    "--sport",
+    "--dports",
+    "--sports",
+    "--ports",
+    "--comment",
+    "--ctstate",
+    "--state",
+    "--mode",
+    "--probability",
+    "--every",
+    "--packet",
+    "--limit",
+    "--mark",
+    "--match-set",
+    "--icmp-type",
+    "--icmpv6-type",
+    "--tcp-flags",
+    "--syn",
+    "--src-type",
+    "--dst-type",
+    "--src-range",
+    "--dst-range",
+    "--physdev-in",
+    "--physdev-out",
+    "--physdev-is-bridged",
+    "--uid-owner",
+    "--mac-source",
+];
+
+/// A shared static copy of `s` when it is one of `known`, else an owned copy.
+fn intern(s: &str, known: &[&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(*k),
+        None => Cow::Owned(s.to_string()),
+    }
+}
 
 /// Extension targets and whether they end traversal of the chain.
 const EXTENSION_TARGETS: &[(&str, bool)] = &[
@@ -151,83 +197,116 @@ pub fn builtin_chain(table: &str, chain: &str) -> Option<(&'static str, &'static
 }
 
 #[derive(Debug, Clone)]
-struct Token {
-    text: String,
+struct Token<'a> {
+    /// Borrowed from the line unless quotes or escapes had to be resolved.
+    text: Cow<'a, str>,
     quoted: bool,
 }
 
 /// Splits a line like a shell would for iptables-save output: double quotes group, a
 /// backslash escapes the next character. Never fails: an unterminated quote ends the token.
-fn tokenize(line: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_token = false;
+/// Tokens without quotes or escapes (nearly all) borrow from the line.
+fn tokenize(line: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::with_capacity(16);
+    let mut it = line.char_indices().peekable();
+    loop {
+        while it.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let Some(&(start, _)) = it.peek() else { break };
+        let mut special = false;
+        let mut in_quotes = false;
+        let mut end = line.len();
+        while let Some(&(idx, c)) = it.peek() {
+            match c {
+                '\\' => {
+                    special = true;
+                    it.next();
+                }
+                '"' => {
+                    special = true;
+                    in_quotes = !in_quotes;
+                }
+                c if c.is_whitespace() && !in_quotes => {
+                    end = idx;
+                    break;
+                }
+                _ => {}
+            }
+            it.next();
+        }
+        let seg = &line[start..end];
+        out.push(if special {
+            unquote(seg)
+        } else {
+            Token {
+                text: Cow::Borrowed(seg),
+                quoted: false,
+            }
+        });
+    }
+    out
+}
+
+/// Resolves the quotes and escapes of one token's text.
+fn unquote(seg: &str) -> Token<'static> {
+    let mut cur = String::with_capacity(seg.len());
     let mut quoted = false;
-    let mut in_quotes = false;
-    let mut chars = line.chars();
+    let mut chars = seg.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 if let Some(n) = chars.next() {
                     cur.push(n);
                 }
-                in_token = true;
             }
-            '"' => {
-                in_quotes = !in_quotes;
-                quoted = true;
-                in_token = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if in_token {
-                    out.push(Token {
-                        text: std::mem::take(&mut cur),
-                        quoted,
-                    });
-                }
-                in_token = false;
-                quoted = false;
-            }
-            c => {
-                cur.push(c);
-                in_token = true;
-            }
+            '"' => quoted = true,
+            c => cur.push(c),
         }
     }
-    if in_token {
-        out.push(Token { text: cur, quoted });
+    Token {
+        text: Cow::Owned(cur),
+        quoted,
     }
-    out
+}
+
+fn needs_quotes(arg: &str) -> bool {
+    arg.is_empty()
+        || arg.starts_with('-')
+        || arg == "!"
+        || arg
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\' || c == '\'')
+}
+
+/// Appends `arg`, quoted when it needs it.
+fn push_quoted(out: &mut String, arg: &str) {
+    if !needs_quotes(arg) {
+        out.push_str(arg);
+        return;
+    }
+    out.push('"');
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// Quotes an argument for rendering when it needs it.
 pub fn quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && !arg.starts_with('-')
-        && arg != "!"
-        && arg
-            .chars()
-            .all(|c| !c.is_whitespace() && c != '"' && c != '\\' && c != '\'');
-    if plain {
-        return arg.to_string();
-    }
-    let mut s = String::from("\"");
-    for c in arg.chars() {
-        if c == '"' || c == '\\' {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('"');
+    let mut s = String::with_capacity(arg.len() + 2);
+    push_quoted(&mut s, arg);
     s
 }
 
 fn is_option(t: &Token) -> bool {
-    !t.quoted
-        && (t.text == "!"
-            || (t.text.starts_with('-')
-                && t.text.len() > 1
-                && !t.text[1..].starts_with(|c: char| c.is_ascii_digit())))
+    !t.quoted && is_option_text(&t.text)
+}
+
+fn is_option_text(t: &str) -> bool {
+    t == "!"
+        || (t.starts_with('-') && t.len() > 1 && !t[1..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Parses `a,b:c` port lists.
@@ -278,8 +357,8 @@ pub fn parse_mark(s: &str) -> Option<(u32, u32)> {
 }
 
 /// Builds one condition from a module option and its arguments.
-fn module_cond(module: &str, option: &str, args: &[String]) -> Option<Cond> {
-    let a0 = args.first().map(String::as_str).unwrap_or("");
+fn module_cond(module: &str, option: &str, args: &[&str]) -> Option<Cond> {
+    let a0 = args.first().copied().unwrap_or("");
     let one = args.len() == 1;
     Some(match (module, option) {
         ("tcp" | "udp" | "sctp" | "dccp" | "udplite", "--dport" | "--destination-port") if one => {
@@ -303,7 +382,7 @@ fn module_cond(module: &str, option: &str, args: &[String]) -> Option<Cond> {
         },
         ("tcp", "--tcp-flags") if args.len() == 2 => Cond::TcpFlags {
             mask: split_list(a0),
-            set: split_list(&args[1]),
+            set: split_list(args[1]),
         },
         ("tcp", "--syn") if args.is_empty() => Cond::TcpFlags {
             mask: vec!["FIN".into(), "SYN".into(), "RST".into(), "ACK".into()],
@@ -328,7 +407,7 @@ fn module_cond(module: &str, option: &str, args: &[String]) -> Option<Cond> {
                 return Some(Cond::Module {
                     module: module.into(),
                     option: "mark".into(),
-                    args: args.to_vec(),
+                    args: args.iter().map(|a| a.to_string()).collect(),
                 });
             }
             let (value, mask) = parse_mark(a0)?;
@@ -336,7 +415,7 @@ fn module_cond(module: &str, option: &str, args: &[String]) -> Option<Cond> {
         }
         ("set", "--match-set") if args.len() == 2 => Cond::SetLookup {
             set: a0.to_string(),
-            key: args[1].clone(),
+            key: args[1].to_string(),
         },
         ("addrtype", "--src-type") if one => Cond::AddrType {
             src_type: Some(a0.to_string()),
@@ -370,136 +449,156 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::to_string).collect()
 }
 
-/// Renders the arguments of a condition as they appear after its option.
-fn cond_args(m: &Match) -> Vec<String> {
+/// A space-separated part writer for rule text.
+struct Parts<'a> {
+    out: &'a mut String,
+}
+
+impl Parts<'_> {
+    fn raw(&mut self, s: &str) {
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.out.push_str(s);
+    }
+    fn quoted(&mut self, s: &str) {
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        push_quoted(self.out, s);
+    }
+    /// One argument made of `items` joined by `sep`, quoted as a whole when it needs it.
+    fn joined(&mut self, items: &[String], sep: &str) {
+        match items {
+            [one] => self.quoted(one),
+            _ => self.quoted(&items.join(sep)),
+        }
+    }
+}
+
+fn write_ports(p: &mut Parts, ports: &[PortRange]) {
+    p.quoted(&render_ports(ports));
+}
+
+/// Writes the arguments of a condition as they appear after its option.
+fn write_cond_args(p: &mut Parts, m: &Match) {
     match &m.cond {
-        Cond::Protocol { protocol } => vec![protocol.clone()],
-        Cond::Source { addrs } | Cond::Destination { addrs } => vec![addrs.join(",")],
-        Cond::InInterface { name } | Cond::OutInterface { name } => vec![name.clone()],
+        Cond::Protocol { protocol } => p.quoted(protocol),
+        Cond::Source { addrs } | Cond::Destination { addrs } => p.joined(addrs, ","),
+        Cond::InInterface { name } | Cond::OutInterface { name } => p.quoted(name),
         Cond::SourcePort { ports } | Cond::DestPort { ports } | Cond::AnyPort { ports } => {
-            vec![render_ports(ports)]
+            write_ports(p, ports)
         }
-        Cond::IcmpType { icmp_type } => vec![icmp_type.clone()],
-        Cond::CtState { states } => vec![states.join(",")],
+        Cond::IcmpType { icmp_type } => p.quoted(icmp_type),
+        Cond::CtState { states } => p.joined(states, ","),
         Cond::TcpFlags { mask, set } => {
-            if m.option.as_deref() == Some("--syn") {
-                vec![]
-            } else {
-                let j = |v: &Vec<String>| {
+            if m.option.as_deref() != Some("--syn") {
+                for v in [mask, set] {
                     if v.is_empty() {
-                        "NONE".to_string()
+                        p.quoted("NONE");
                     } else {
-                        v.join(",")
+                        p.joined(v, ",");
                     }
-                };
-                vec![j(mask), j(set)]
+                }
             }
         }
-        Cond::Comment { text } => vec![text.clone()],
+        Cond::Comment { text } => p.quoted(text),
         Cond::Limit { rate, burst, .. } => {
-            let mut v = vec![rate.clone()];
+            p.quoted(rate);
             if let Some(b) = burst {
-                v.push("--limit-burst".into());
-                v.push(b.to_string());
+                p.raw("--limit-burst");
+                p.quoted(&b.to_string());
             }
-            v
         }
         Cond::Mark { value, mask } => {
             if *mask == u32::MAX {
-                vec![format!("{value:#x}")]
+                p.quoted(&format!("{value:#x}"));
             } else {
-                vec![format!("{value:#x}/{mask:#x}")]
+                p.quoted(&format!("{value:#x}/{mask:#x}"));
             }
         }
         Cond::AddrType { src_type, dst_type } => {
-            vec![src_type
-                .clone()
-                .or_else(|| dst_type.clone())
-                .unwrap_or_default()]
+            p.quoted(src_type.as_deref().or(dst_type.as_deref()).unwrap_or(""))
         }
-        Cond::SetLookup { set, key } => vec![set.clone(), key.clone()],
-        Cond::AddrRange { from, to, .. } => vec![format!("{from}-{to}")],
-        Cond::Module { args, .. } => args.clone(),
-        Cond::Unknown { .. } => vec![],
+        Cond::SetLookup { set, key } => {
+            p.quoted(set);
+            p.quoted(key);
+        }
+        Cond::AddrRange { from, to, .. } => p.quoted(&format!("{from}-{to}")),
+        Cond::Module { args, .. } => {
+            for a in args {
+                p.quoted(a);
+            }
+        }
+        Cond::Unknown { .. } => {}
     }
 }
 
 /// Renders a rule's matches and target as iptables-save arguments (no `-A CHAIN`).
 pub fn render_rule_args(rule: &Rule) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(64);
+    let mut p = Parts { out: &mut out };
     let mut module: Option<&str> = None;
     for m in &rule.matches {
         if let Some(md) = m.module.as_deref() {
             if module != Some(md) {
-                parts.push("-m".into());
-                parts.push(quote(md));
+                p.raw("-m");
+                p.quoted(md);
                 module = Some(md);
             }
         }
         if m.negated {
-            parts.push("!".into());
+            p.raw("!");
         }
         if let Cond::Unknown { text } = &m.cond {
-            parts.push(text.clone());
+            p.raw(text);
             continue;
         }
-        let opt = m.option.clone().unwrap_or_else(|| default_option(&m.cond));
-        parts.push(opt);
-        // Limit's burst rides along as its own option after the rate.
-        if let Cond::Limit { rate, burst, .. } = &m.cond {
-            parts.push(quote(rate));
-            if let Some(b) = burst {
-                parts.push("--limit-burst".into());
-                parts.push(b.to_string());
-            }
-            continue;
+        match m.option.as_deref() {
+            Some(o) => p.raw(o),
+            None => p.raw(&default_option(&m.cond)),
         }
-        for a in cond_args(m) {
-            parts.push(quote(&a));
-        }
+        write_cond_args(&mut p, m);
     }
     match &rule.target {
         Target::None => {}
-        Target::Accept => parts.push("-j ACCEPT".into()),
-        Target::Drop => parts.push("-j DROP".into()),
-        Target::Return => parts.push("-j RETURN".into()),
-        Target::Queue => parts.push("-j QUEUE".into()),
-        Target::Continue => parts.push("-j CONTINUE".into()),
+        Target::Accept => p.raw("-j ACCEPT"),
+        Target::Drop => p.raw("-j DROP"),
+        Target::Return => p.raw("-j RETURN"),
+        Target::Queue => p.raw("-j QUEUE"),
+        Target::Continue => p.raw("-j CONTINUE"),
         Target::Reject { with } => {
-            parts.push("-j REJECT".into());
+            p.raw("-j REJECT");
             if let Some(w) = with {
-                parts.push("--reject-with".into());
-                parts.push(quote(w));
+                p.raw("--reject-with");
+                p.quoted(w);
             }
         }
         Target::Jump { chain } => {
-            parts.push("-j".into());
-            parts.push(quote(chain));
+            p.raw("-j");
+            p.quoted(chain);
         }
         Target::Goto { chain } => {
-            parts.push("-g".into());
-            parts.push(quote(chain));
+            p.raw("-g");
+            p.quoted(chain);
         }
         Target::Extension { name, args, .. } => {
-            parts.push("-j".into());
-            parts.push(quote(name));
+            p.raw("-j");
+            p.quoted(name);
             for a in args {
-                if is_option(&Token {
-                    text: a.clone(),
-                    quoted: false,
-                }) {
-                    parts.push(a.clone());
+                if is_option_text(a) {
+                    p.raw(a);
                 } else {
-                    parts.push(quote(a));
+                    p.quoted(a);
                 }
             }
         }
-        Target::VerdictMap { key, map, .. } => parts.push(format!(
+        Target::VerdictMap { key, map, .. } => p.raw(&format!(
             "-j VMAP({key} {})",
-            map.clone().unwrap_or_default()
+            map.as_deref().unwrap_or_default()
         )),
     }
-    parts.join(" ")
+    out
 }
 
 fn default_option(c: &Cond) -> String {
@@ -531,7 +630,9 @@ fn default_option(c: &Cond) -> String {
     .to_string()
 }
 
-/// Renders a whole ruleset's iptables tables back to iptables-save text (no counters).
+/// Renders a whole ruleset's iptables tables back to iptables-save text (no counters; a
+/// `# Generated by iptables-legacy-save` / `…-nft-save` header line where the back end is
+/// known).
 pub fn render(ruleset: &Ruleset) -> String {
     let mut out = String::new();
     for t in ruleset
@@ -539,6 +640,15 @@ pub fn render(ruleset: &Ruleset) -> String {
         .iter()
         .filter(|t| t.backend == Backend::Iptables)
     {
+        // The back end rides in the header, as the save tools print it.
+        if let Some(v) = t.variant {
+            let tool = if t.family == Family::Ip6 {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            out.push_str(&format!("# Generated by {tool}-{}-save\n", v.as_str()));
+        }
         out.push_str(&format!("*{}\n", t.name));
         for c in &t.chains {
             let pol = c.base.as_ref().map(|b| b.policy.as_str()).unwrap_or("-");
@@ -566,25 +676,24 @@ struct State {
     ip6_hint: bool,
     header_family: Option<Family>,
     pending: Vec<(usize, String, String)>,
+    /// Back end named by the last `# Generated by` header.
+    variant: Option<IptablesVariant>,
 }
 
 /// Parses iptables-save / ip6tables-save text.
 pub fn parse_str(text: &str) -> Result<Ruleset, ParseError> {
-    parse_reader(text.as_bytes())
+    // Lines are taken straight from the text: no per-line copy.
+    let mut p = LineParser::new();
+    for line in text.lines() {
+        p.line(line);
+    }
+    p.finish()
 }
 
 /// Parses iptables-save / ip6tables-save from a reader, line by line.
 pub fn parse_reader<R: BufRead>(mut reader: R) -> Result<Ruleset, ParseError> {
-    let mut st = State {
-        rs: Ruleset::default(),
-        cur: None,
-        ip6_hint: false,
-        header_family: None,
-        pending: Vec::new(),
-    };
+    let mut p = LineParser::new();
     let mut buf = Vec::new();
-    let mut lineno = 0usize;
-    let mut saw_table = false;
     loop {
         buf.clear();
         let n = reader
@@ -593,41 +702,71 @@ pub fn parse_reader<R: BufRead>(mut reader: R) -> Result<Ruleset, ParseError> {
         if n == 0 {
             break;
         }
-        lineno += 1;
-        let line = String::from_utf8_lossy(&buf);
+        p.line(&String::from_utf8_lossy(&buf));
+    }
+    p.finish()
+}
+
+/// The line-by-line parser behind [`parse_str`] and [`parse_reader`].
+struct LineParser {
+    st: State,
+    lineno: usize,
+    saw_table: bool,
+}
+
+impl LineParser {
+    fn new() -> LineParser {
+        LineParser {
+            st: State {
+                rs: Ruleset::default(),
+                cur: None,
+                ip6_hint: false,
+                header_family: None,
+                pending: Vec::new(),
+                variant: None,
+            },
+            lineno: 0,
+            saw_table: false,
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        self.lineno += 1;
+        let lineno = self.lineno;
+        let st = &mut self.st;
         let line = line.trim();
         if line.is_empty() {
-            continue;
+            return;
         }
         if let Some(c) = line.strip_prefix('#') {
-            header_comment(&mut st, c);
-            continue;
+            header_comment(st, c);
+            return;
         }
         if let Some(name) = line.strip_prefix('*') {
-            finish_table(&mut st);
-            saw_table = true;
+            finish_table(st);
+            self.saw_table = true;
             st.cur = Some(TableBuilder {
                 name: name.trim().to_string(),
                 chains: Vec::new(),
                 index: HashMap::new(),
             });
-            continue;
+            return;
         }
         if line == "COMMIT" {
             if st.cur.is_none() {
                 warn(&mut st.rs, lineno, "COMMIT outside a table ignored");
             }
-            finish_table(&mut st);
-            continue;
+            finish_table(st);
+            return;
         }
         if let Some(rest) = line.strip_prefix(':') {
-            chain_decl(&mut st, lineno, rest);
-            continue;
+            chain_decl(st, lineno, rest);
+            return;
         }
         let (counters, rest) = strip_counters(line);
         if rest.starts_with("-A ") || rest.starts_with("--append ") {
-            rule_line(&mut st, lineno, counters, rest);
-            continue;
+            rule_line(st, lineno, counters, rest);
+            return;
         }
         if rest.starts_with("-N ") || rest.starts_with("-P ") || rest.starts_with("-I ") {
             warn(
@@ -638,7 +777,7 @@ pub fn parse_reader<R: BufRead>(mut reader: R) -> Result<Ruleset, ParseError> {
                     trunc(rest)
                 ),
             );
-            continue;
+            return;
         }
         warn(
             &mut st.rs,
@@ -646,22 +785,28 @@ pub fn parse_reader<R: BufRead>(mut reader: R) -> Result<Ruleset, ParseError> {
             &format!("unrecognised line {:?} ignored", trunc(line)),
         );
     }
-    finish_table(&mut st);
-    if !saw_table {
-        return Err(ParseError::Format(
-            "no `*table` section found: this is not iptables-save output".into(),
-        ));
+
+    fn finish(self) -> Result<Ruleset, ParseError> {
+        let LineParser {
+            mut st, saw_table, ..
+        } = self;
+        finish_table(&mut st);
+        if !saw_table {
+            return Err(ParseError::Format(
+                "no `*table` section found: this is not iptables-save output".into(),
+            ));
+        }
+        let family = st
+            .header_family
+            .unwrap_or(if st.ip6_hint { Family::Ip6 } else { Family::Ip });
+        for t in &mut st.rs.tables {
+            t.family = family;
+        }
+        if st.rs.producers.is_empty() {
+            st.rs.producers.push("iptables".into());
+        }
+        Ok(st.rs)
     }
-    let family = st
-        .header_family
-        .unwrap_or(if st.ip6_hint { Family::Ip6 } else { Family::Ip });
-    for t in &mut st.rs.tables {
-        t.family = family;
-    }
-    if st.rs.producers.is_empty() {
-        st.rs.producers.push("iptables".into());
-    }
-    Ok(st.rs)
 }
 
 fn trunc(s: &str) -> String {
@@ -683,14 +828,13 @@ fn header_comment(st: &mut State, c: &str) {
         } else if rest.starts_with("iptables") {
             st.header_family = Some(Family::Ip);
         }
-        let producer = if rest.contains("(nf_tables)") || rest.contains("-nft-save") {
-            "iptables-nft"
-        } else if rest.contains("(legacy)") || rest.contains("-legacy-save") {
-            "iptables-legacy"
+        // `iptables-legacy-save` 1.8 and releases before 1.8 print no back end: legacy.
+        let (producer, variant) = if rest.contains("(nf_tables)") || rest.contains("-nft-save") {
+            ("iptables-nft", IptablesVariant::Nft)
         } else {
-            // Releases before 1.8 print no back end: they are legacy.
-            "iptables-legacy"
+            ("iptables-legacy", IptablesVariant::Legacy)
         };
+        st.variant = Some(variant);
         if !st.rs.producers.iter().any(|p| p == producer) {
             st.rs.producers.push(producer.into());
         }
@@ -792,11 +936,14 @@ fn finish_table(st: &mut State) {
         for (i, r) in c.rules.iter_mut().enumerate() {
             r.position = i + 1;
         }
+        c.rules.shrink_to_fit();
     }
+    chains.shrink_to_fit();
     st.rs.tables.push(Table {
         family: Family::Ip,
         name: tb.name,
         backend: Backend::Iptables,
+        variant: st.variant,
         chains,
         sets: Vec::new(),
     });
@@ -808,12 +955,11 @@ fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &s
         warn(&mut st.rs, lineno, "rule without a chain name ignored");
         return;
     }
-    let chain = toks[1].text.clone();
+    let chain: &str = &toks[1].text;
     let Some(tb) = st.cur.as_mut() else {
         warn(&mut st.rs, lineno, "rule outside a table ignored");
         return;
     };
-    let table_name = tb.name.clone();
     let mut warnings = Vec::new();
     let mut ip6 = false;
     let mut rule = parse_rule_tokens(
@@ -823,7 +969,7 @@ fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &s
         &mut ip6,
         &mut st.pending,
         lineno,
-        &chain,
+        chain,
     );
     if rule.counters.is_none() {
         rule.counters = counters;
@@ -836,22 +982,23 @@ fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &s
         });
     }
     let tb = st.cur.as_mut().expect("checked above");
-    if !tb.index.contains_key(&chain) {
+    if !tb.index.contains_key(chain) {
         st.rs.warnings.push(Warning {
             line: lineno,
             message: format!(
-                "rule for undeclared chain {chain} in table {table_name}; chain created"
+                "rule for undeclared chain {chain} in table {}; chain created",
+                tb.name
             ),
         });
-        tb.index.insert(chain.clone(), tb.chains.len());
+        tb.index.insert(chain.to_string(), tb.chains.len());
         tb.chains.push(Chain {
-            name: chain.clone(),
+            name: chain.to_string(),
             base: None,
             rules: Vec::new(),
             counters: None,
         });
     }
-    if let Some(c) = tb.index.get(&chain).and_then(|&i| tb.chains.get_mut(i)) {
+    if let Some(c) = tb.index.get(chain).and_then(|&i| tb.chains.get_mut(i)) {
         rule.position = c.rules.len() + 1;
         c.rules.push(rule);
     }
@@ -870,13 +1017,13 @@ fn parse_rule_tokens(
     let mut matches: Vec<Match> = Vec::new();
     let mut target = Target::None;
     let mut counters = None;
-    let mut module: Option<String> = None;
+    let mut module: Option<Cow<'static, str>> = None;
     let mut negate = false;
     let mut i = 0;
-    let take_args = |i: &mut usize| -> Vec<String> {
+    let take_args = |i: &mut usize| -> Vec<&str> {
         let mut args = Vec::new();
         while *i < toks.len() && !is_option(&toks[*i]) {
-            args.push(toks[*i].text.clone());
+            args.push(toks[*i].text.as_ref());
             *i += 1;
         }
         args
@@ -896,7 +1043,7 @@ fn parse_rule_tokens(
             });
             continue;
         }
-        let opt = t.text.as_str();
+        let opt: &str = &t.text;
         match opt {
             "!" => {
                 negate = true;
@@ -904,12 +1051,12 @@ fn parse_rule_tokens(
             }
             "-m" | "--match" => {
                 let name = take_args(&mut i).into_iter().next().unwrap_or_default();
-                if !KNOWN_MODULES.contains(&name.as_str()) {
+                if !KNOWN_MODULES.contains(&name) {
                     warnings.push(format!(
                         "unknown match module {name:?}; its options are kept verbatim"
                     ));
                 }
-                module = Some(name);
+                module = Some(intern(name, KNOWN_MODULES));
                 continue;
             }
             "-c" | "--set-counters" => {
@@ -922,14 +1069,14 @@ fn parse_rule_tokens(
                 continue;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
-                let name = toks.get(i).map(|t| t.text.clone()).unwrap_or_default();
+                let name = toks.get(i).map(|t| t.text.as_ref()).unwrap_or_default();
                 i += 1;
                 let mut args = Vec::new();
                 while i < toks.len() {
-                    args.push(toks[i].text.clone());
+                    args.push(toks[i].text.to_string());
                     i += 1;
                 }
-                target = build_target(opt, &name, args, declared, warnings, pending, lineno, chain);
+                target = build_target(opt, name, args, declared, warnings, pending, lineno, chain);
                 if let Target::Reject { with: Some(w) } = &target {
                     if w.starts_with("icmp6") {
                         *ip6 = true;
@@ -943,11 +1090,11 @@ fn parse_rule_tokens(
         let negated = std::mem::take(&mut negate);
         let core = match opt {
             "-p" | "--protocol" => args.first().map(|p| {
-                if p == "ipv6-icmp" || p == "icmpv6" {
+                if *p == "ipv6-icmp" || *p == "icmpv6" {
                     *ip6 = true;
                 }
                 Cond::Protocol {
-                    protocol: p.clone(),
+                    protocol: p.to_string(),
                 }
             }),
             "-s" | "--source" | "--src" => args.first().map(|a| {
@@ -962,10 +1109,12 @@ fn parse_rule_tokens(
                     addrs: a.split(',').map(str::to_string).collect(),
                 }
             }),
-            "-i" | "--in-interface" => args.first().map(|a| Cond::InInterface { name: a.clone() }),
-            "-o" | "--out-interface" => {
-                args.first().map(|a| Cond::OutInterface { name: a.clone() })
-            }
+            "-i" | "--in-interface" => args.first().map(|a| Cond::InInterface {
+                name: a.to_string(),
+            }),
+            "-o" | "--out-interface" => args.first().map(|a| Cond::OutInterface {
+                name: a.to_string(),
+            }),
             "-f" | "--fragment" => Some(Cond::Module {
                 module: String::new(),
                 option: "fragment".into(),
@@ -977,7 +1126,7 @@ fn parse_rule_tokens(
             matches.push(Match {
                 negated,
                 module: None,
-                option: Some(opt.to_string()),
+                option: Some(intern(opt, COMMON_OPTIONS)),
                 cond,
             });
             continue;
@@ -1016,22 +1165,22 @@ fn parse_rule_tokens(
             matches.push(Match {
                 negated,
                 module: Some(md),
-                option: Some(opt.to_string()),
+                option: Some(intern(opt, COMMON_OPTIONS)),
                 cond,
             });
-        } else if KNOWN_MODULES.contains(&md.as_str()) && opt.starts_with("--") {
+        } else if KNOWN_MODULES.contains(&md.as_ref()) && opt.starts_with("--") {
             matches.push(Match {
                 negated,
                 module: Some(md.clone()),
                 option: None,
                 cond: Cond::Module {
-                    module: md,
+                    module: md.into_owned(),
                     option: opt.trim_start_matches('-').to_string(),
-                    args,
+                    args: args.iter().map(|a| a.to_string()).collect(),
                 },
             });
         } else {
-            if KNOWN_MODULES.contains(&md.as_str()) {
+            if KNOWN_MODULES.contains(&md.as_ref()) {
                 warnings.push(format!(
                     "option {opt} of match {md} not understood; kept verbatim"
                 ));
@@ -1046,6 +1195,9 @@ fn parse_rule_tokens(
             });
         }
     }
+    // Vectors grow to 4 elements on their first push; most rules have fewer matches, and a
+    // 700,000-rule model feels every spare byte (memory is most of the parse time).
+    matches.shrink_to_fit();
     let mut rule = Rule {
         position: 0,
         matches,
@@ -1059,7 +1211,7 @@ fn parse_rule_tokens(
     rule
 }
 
-fn unknown_text(opt: &str, args: &[String]) -> String {
+fn unknown_text(opt: &str, args: &[&str]) -> String {
     let mut s = opt.to_string();
     for a in args {
         s.push(' ');
@@ -1127,6 +1279,8 @@ fn build_target(
             chain: name.to_string(),
         };
     }
+    let mut args = args;
+    args.shrink_to_fit();
     if let Some(terminating) = extension_target(name) {
         return Target::Extension {
             name: name.to_string(),
@@ -1160,6 +1314,17 @@ mod tests {
         assert!(t[3].quoted);
         assert_eq!(t.len(), 6);
         assert_eq!(tokenize(r#"a "unterminated"#).len(), 2);
+        // Escaped whitespace and quotes in the middle of a token, as a shell reads them.
+        let t = tokenize(r#"a\ b "c d"e f """#);
+        let got: Vec<(&str, bool)> = t.iter().map(|x| (x.text.as_ref(), x.quoted)).collect();
+        assert_eq!(
+            got,
+            vec![("a b", false), ("c de", true), ("f", false), ("", true)]
+        );
+        // Plain tokens borrow from the line.
+        assert!(matches!(t[2].text, Cow::Borrowed("f")));
+        assert!(matches!(t[0].text, Cow::Owned(_)));
+        assert!(tokenize("  \t ").is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! - [`diff`]: a semantic, order-aware diff (LCS per chain) with critical/informational
 //!   classification and suppression of ephemeral chains;
 //! - [`check`]: would a packet pass? Walks every base chain of the hook in priority order
-//!   and answers ACCEPT/DROP/REJECT with the deciding rule, or INDETERMINATE with why.
+//!   and answers ACCEPT/DROP/REJECT with the deciding rule, or INDETERMINATE with why;
+//! - [`explain`]: an optional LLM narrative of a snapshot or diff (the deterministic result
+//!   never depends on it).
 //!
 //! ```
 //! use netfilter_inspector::{parse, InputFormat};
@@ -26,6 +28,7 @@
 
 pub mod check;
 pub mod diff;
+pub mod explain;
 pub mod iptables;
 pub mod model;
 pub mod nft;

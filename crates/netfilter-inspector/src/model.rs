@@ -2,6 +2,8 @@
 //! chains, rules with structured matches and typed targets, nft sets and maps, tc qdiscs
 //! and filters. Diff, snapshot and check work on this model only.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// A netfilter address family.
@@ -59,6 +61,28 @@ pub enum Backend {
     Nftables,
 }
 
+/// Which iptables back end an `iptables-save`-style table came from. Two tables of the same
+/// family and name from different back ends are different kernel objects (legacy xtables
+/// and nf_tables) and are kept apart everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IptablesVariant {
+    /// Legacy xtables (`iptables-legacy-save`, or a header without `(nf_tables)`).
+    Legacy,
+    /// nf_tables through the iptables compat layer (`iptables-nft-save`, `(nf_tables)`).
+    Nft,
+}
+
+impl IptablesVariant {
+    /// `legacy` or `nft`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IptablesVariant::Legacy => "legacy",
+            IptablesVariant::Nft => "nft",
+        }
+    }
+}
+
 /// Packet and byte counters. Never part of drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Counters {
@@ -102,12 +126,16 @@ impl Ruleset {
     }
 
     /// Drops nft tables that an iptables-save input already gave (iptables-nft tables seen
-    /// through `nft -j` as well); returns how many were dropped.
+    /// through `nft -j` as well); returns how many were dropped. A table is one kernel
+    /// object per (family, name) in nf_tables, so an nft table is the iptables-nft view's
+    /// table when an iptables-nft table (or one whose back end is unknown) has the same
+    /// family and name; tables of the legacy back end are invisible to nft and never
+    /// cause a drop.
     pub fn dedupe_iptables_nft(&mut self) -> usize {
         let ipt: Vec<(Family, String)> = self
             .tables
             .iter()
-            .filter(|t| t.backend == Backend::Iptables)
+            .filter(|t| t.shadows_nft())
             .map(|t| (t.family, t.name.clone()))
             .collect();
         let before = self.tables.len();
@@ -144,6 +172,9 @@ pub struct Table {
     pub name: String,
     /// Which tool produced it.
     pub backend: Backend,
+    /// For `iptables` tables: the back end (legacy or nft) when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<IptablesVariant>,
     /// Chains in input order.
     pub chains: Vec<Chain>,
     /// nft sets and maps.
@@ -152,6 +183,23 @@ pub struct Table {
 }
 
 impl Table {
+    /// The back end as one label: `iptables-legacy`, `iptables-nft`, `iptables` (back end
+    /// unknown) or `nftables`.
+    pub fn backend_label(&self) -> &'static str {
+        match (self.backend, self.variant) {
+            (Backend::Nftables, _) => "nftables",
+            (Backend::Iptables, Some(IptablesVariant::Legacy)) => "iptables-legacy",
+            (Backend::Iptables, Some(IptablesVariant::Nft)) => "iptables-nft",
+            (Backend::Iptables, None) => "iptables",
+        }
+    }
+
+    /// Whether this iptables table is (or may be) the iptables-nft view of an nf_tables
+    /// table that `nft -j` shows too.
+    pub fn shadows_nft(&self) -> bool {
+        self.backend == Backend::Iptables && self.variant != Some(IptablesVariant::Legacy)
+    }
+
     /// The chain named `name`.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.iter().find(|c| c.name == name)
@@ -207,7 +255,9 @@ pub struct Chain {
     /// Hook data; `None` for a user chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseChain>,
-    /// Rules in order.
+    /// Rules in order. Serialised as an array of compact one-line rule objects (see
+    /// [`compact_rules`]).
+    #[serde(serialize_with = "compact_rules")]
     pub rules: Vec<Rule>,
     /// Policy counters of an iptables chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,17 +286,18 @@ pub struct Match {
     /// `!` / `!=`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub negated: bool,
-    /// The iptables match module it came under (`tcp`, `multiport`, …).
+    /// The iptables match module it came under (`tcp`, `multiport`, …). Known names are
+    /// shared static strings (no allocation per rule).
     #[serde(
         default,
         rename = "via_module",
         skip_serializing_if = "Option::is_none"
     )]
-    pub module: Option<String>,
+    pub module: Option<Cow<'static, str>>,
     /// The option as spelled in the input (`--dports`, `-s`, …; `implicit` for a protocol
-    /// nft implies).
+    /// nft implies). Common options are shared static strings.
     #[serde(default, rename = "spelled", skip_serializing_if = "Option::is_none")]
-    pub option: Option<String>,
+    pub option: Option<Cow<'static, str>>,
     /// What is matched.
     #[serde(flatten)]
     pub cond: Cond,
@@ -632,4 +683,32 @@ pub struct TcFilter {
     pub exempts_ssh: bool,
     /// Normalised text.
     pub text: String,
+}
+
+impl TcFilter {
+    /// Sets the parent of a filter listed without one (`tc filter show dev D parent H`
+    /// leaves it out) and updates the normalised text accordingly.
+    pub fn set_parent(&mut self, parent: &str) {
+        let rest = self
+            .text
+            .strip_prefix(&format!("parent {} ", self.parent))
+            .unwrap_or(&self.text)
+            .to_string();
+        self.parent = parent.to_string();
+        self.text = format!("parent {parent} {rest}");
+    }
+}
+
+/// Serialises rules as an array whose elements are compact JSON (one rule per line even in
+/// a pretty-printed document): the artifact of a 700,000-line ruleset is about half the size
+/// and much faster to write than with every field of every match indented. The document is
+/// the same JSON value either way.
+pub fn compact_rules<S: serde::Serializer>(rules: &[Rule], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error, SerializeSeq};
+    let mut seq = s.serialize_seq(Some(rules.len()))?;
+    for r in rules {
+        let raw = serde_json::value::to_raw_value(r).map_err(S::Error::custom)?;
+        seq.serialize_element(&raw)?;
+    }
+    seq.end()
 }

@@ -112,6 +112,7 @@ fn table_mut<'a>(rs: &'a mut Ruleset, family: Family, name: &str) -> &'a mut Tab
                 family,
                 name: name.to_string(),
                 backend: Backend::Nftables,
+                variant: None,
                 chains: Vec::new(),
                 sets: Vec::new(),
             });
@@ -713,7 +714,7 @@ fn rule(rs: &mut Ruleset, idx: usize, body: &Value) -> bool {
                 } else {
                     matches.push(Match {
                         negated: false,
-                        module: Some(name.to_string()),
+                        module: Some(name.to_string().into()),
                         option: None,
                         cond: Cond::Unknown {
                             text: format!("xt {ty} {name}"),

@@ -27,7 +27,7 @@ use cloud_provider::error::CloudError;
 use cloud_provider::remote::{RemotePath, RemoteRunner};
 use safety_shell::{Gate, GateError, Target};
 
-use crate::model::Ruleset;
+use crate::model::{IptablesVariant, Ruleset};
 use crate::snapshot::SourceInfo;
 use crate::{parse, InputFormat};
 
@@ -206,7 +206,9 @@ pub struct Retrieved {
     pub notes: Vec<String>,
 }
 
-/// The dump commands and their formats (tc qdiscs and filters are handled separately).
+/// The dump commands and their formats when no back-end specific `*-legacy-save` /
+/// `*-nft-save` tool is present (tc qdiscs and filters are handled separately); see
+/// [`iptables_commands`].
 pub const COMMANDS: &[(&str, InputFormat)] = &[
     ("iptables-save", InputFormat::IptablesSave),
     ("ip6tables-save", InputFormat::IptablesSave),
@@ -252,18 +254,27 @@ pub fn retrieve_with(exec: &dyn Exec, opts: ChunkOptions) -> Result<Retrieved, R
     let target = exec.describe();
 
     // Framework detection: never fatal unless the target is unreachable.
+    let mut tools = Vec::new();
     match detect_frameworks(exec) {
-        Ok((found, why)) => {
-            ruleset.producers.extend(found);
-            skipped.extend(why);
+        Ok(d) => {
+            ruleset.producers.extend(d.found);
+            skipped.extend(d.why);
+            tools = d.tools;
         }
         Err(e @ RetrieveError::Unreachable { .. }) => return Err(e),
         Err(e @ RetrieveError::Audit(_)) => return Err(e),
         Err(e) => skipped.push(format!("framework detection: {e}")),
     }
 
-    for (cmd, fmt) in COMMANDS {
-        let text = match dump(exec, cmd, *fmt, opts, &mut notes)? {
+    let mut commands: Vec<(String, InputFormat, Option<IptablesVariant>)> =
+        iptables_commands(&tools)
+            .into_iter()
+            .map(|(c, v)| (c, InputFormat::IptablesSave, v))
+            .collect();
+    commands.push(("nft -j list ruleset".into(), InputFormat::NftJson, None));
+    for (cmd, fmt, variant) in &commands {
+        let (cmd, fmt) = (cmd.as_str(), *fmt);
+        let text = match dump(exec, cmd, fmt, opts, &mut notes)? {
             Ok(t) => t,
             Err(why) => {
                 skipped.push(format!("{cmd}: {why}"));
@@ -271,16 +282,27 @@ pub fn retrieve_with(exec: &dyn Exec, opts: ChunkOptions) -> Result<Retrieved, R
             }
         };
         // An empty iptables-save (no tables loaded) is not an error.
-        if text.trim().is_empty() {
-            sources.push(source(&target, cmd, *fmt, &text));
+        let empty = text.trim().is_empty()
+            || (fmt == InputFormat::IptablesSave && !text.lines().any(|l| l.starts_with('*')));
+        if empty {
+            sources.push(source(&target, cmd, fmt, &text));
             continue;
         }
-        match parse(&text, *fmt) {
-            Ok(part) => {
-                sources.push(source(&target, cmd, *fmt, &text));
-                if *fmt == InputFormat::NftJson {
+        match parse(&text, fmt) {
+            Ok(mut part) => {
+                sources.push(source(&target, cmd, fmt, &text));
+                if fmt == InputFormat::NftJson {
                     nft_part = Some(part);
                 } else {
+                    if let Some(v) = variant {
+                        // The tool names its back end; its header may not (legacy-save).
+                        for t in &mut part.tables {
+                            t.variant = Some(*v);
+                        }
+                        let label = format!("iptables-{}", v.as_str());
+                        part.producers.retain(|p| !p.starts_with("iptables"));
+                        part.producers.push(label);
+                    }
                     ruleset.merge(part);
                 }
             }
@@ -307,10 +329,35 @@ pub fn retrieve_with(exec: &dyn Exec, opts: ChunkOptions) -> Result<Retrieved, R
         ruleset.merge(part);
     }
 
-    // tc filters of every interface.
+    // tc filters of every interface: the root qdisc, the ingress and clsact hooks, and every
+    // other qdisc and class handle (filters attached below a class are listed only when
+    // their parent is named).
     match interfaces(exec) {
         Ok(devs) if !devs.is_empty() => {
-            let cmd = filter_command(&devs);
+            let mut parents = filter_parents(&ruleset.qdiscs);
+            match dump(
+                exec,
+                &class_command(&devs),
+                InputFormat::TcQdisc,
+                opts,
+                &mut notes,
+            )? {
+                Ok(t) => {
+                    for p in parse_class_sections(&t) {
+                        if !parents.contains(&p) {
+                            parents.push(p);
+                        }
+                    }
+                }
+                Err(why) => skipped.push(format!("tc class show: {why}")),
+            }
+            let clsact: Vec<String> = ruleset
+                .qdiscs
+                .iter()
+                .filter(|q| q.kind == "clsact")
+                .map(|q| q.dev.clone())
+                .collect();
+            let cmd = filter_command_with(&devs, &parents, &clsact);
             match dump(exec, &cmd, InputFormat::TcFilter, opts, &mut notes)? {
                 Ok(t) => {
                     let (filters, why) = parse_filter_sections(&t);
@@ -331,7 +378,7 @@ pub fn retrieve_with(exec: &dyn Exec, opts: ChunkOptions) -> Result<Retrieved, R
         let dropped = ruleset.dedupe_iptables_nft();
         if dropped > 0 {
             notes.push(format!(
-                "nft -j list ruleset: {dropped} iptables-nft tables kept from iptables-save instead"
+                "nft -j list ruleset: {dropped} iptables-nft tables kept from the iptables-nft view instead"
             ));
         }
     }
@@ -605,12 +652,51 @@ pub const DETECT_TOOLS: &[&str] = &[
     "kube-proxy",
     "iptables-legacy-save",
     "iptables-nft-save",
+    "ip6tables-legacy-save",
+    "ip6tables-nft-save",
 ];
 
-/// Framework detection. Returns the frameworks found and notes on what could not be run.
-fn detect_frameworks(exec: &dyn Exec) -> Result<(Vec<String>, Vec<String>), RetrieveError> {
+/// The iptables dump commands for the tools present on the target: every back-end
+/// specific `*-legacy-save` / `*-nft-save` that exists (legacy and nft-backed tables can
+/// coexist, and each tool sees only its own), or the plain `iptables-save` /
+/// `ip6tables-save` for a family that has neither.
+pub fn iptables_commands(tools: &[String]) -> Vec<(String, Option<IptablesVariant>)> {
+    let mut v = Vec::new();
+    for fam in ["iptables", "ip6tables"] {
+        let mut any = false;
+        for (suffix, variant) in [
+            ("legacy-save", IptablesVariant::Legacy),
+            ("nft-save", IptablesVariant::Nft),
+        ] {
+            let cmd = format!("{fam}-{suffix}");
+            if tools.contains(&cmd) {
+                v.push((cmd, Some(variant)));
+                any = true;
+            }
+        }
+        if !any {
+            v.push((format!("{fam}-save"), None));
+        }
+    }
+    v
+}
+
+/// What framework detection found.
+#[derive(Debug, Default)]
+struct Detected {
+    /// Frameworks found.
+    found: Vec<String>,
+    /// Notes on what could not be run.
+    why: Vec<String>,
+    /// Names of [`DETECT_TOOLS`] present on the target.
+    tools: Vec<String>,
+}
+
+/// Framework detection.
+fn detect_frameworks(exec: &dyn Exec) -> Result<Detected, RetrieveError> {
     let mut found = Vec::new();
     let mut why = Vec::new();
+    let mut tools_present: Vec<String> = Vec::new();
     let add = |s: &str, found: &mut Vec<String>| {
         if !found.iter().any(|x| x == s) {
             found.push(s.to_string());
@@ -627,6 +713,9 @@ fn detect_frameworks(exec: &dyn Exec) -> Result<(Vec<String>, Vec<String>), Retr
         Ok(o) => {
             for l in o.stdout.lines() {
                 let name = l.trim().rsplit('/').next().unwrap_or("");
+                if DETECT_TOOLS.contains(&name) && !tools_present.iter().any(|t| t == name) {
+                    tools_present.push(name.to_string());
+                }
                 let fw = match name {
                     "firewall-cmd" => "firewalld",
                     "ufw" => "ufw",
@@ -656,7 +745,11 @@ fn detect_frameworks(exec: &dyn Exec) -> Result<(Vec<String>, Vec<String>), Retr
             fatal_or_skip(exec, f)?
         )),
     }
-    Ok((found, why))
+    Ok(Detected {
+        found,
+        why,
+        tools: tools_present,
+    })
 }
 
 /// Frameworks named by the probe output (`iptables -V`, the alternatives `Value:` line,
@@ -727,36 +820,144 @@ pub fn parse_link_names(text: &str) -> Vec<String> {
 /// One command that prints `tc filter show` for the egress root and the ingress hook of
 /// every interface, each section after a `### dev NAME egress|ingress` marker.
 pub fn filter_command(devs: &[String]) -> String {
-    let mut s = String::new();
-    for d in devs {
-        for (dir, extra) in [("egress", ""), ("ingress", " ingress")] {
-            if !s.is_empty() {
-                s.push_str("; ");
+    filter_command_with(devs, &[], &[])
+}
+
+/// Whether `h` looks like a tc handle (`1:`, `1:1`, `ffff:fff1`): safe on a command line.
+pub fn is_tc_handle(h: &str) -> bool {
+    let Some((maj, min)) = h.split_once(':') else {
+        return false;
+    };
+    !maj.is_empty()
+        && maj.len() <= 4
+        && min.len() <= 4
+        && maj.bytes().all(|b| b.is_ascii_hexdigit())
+        && min.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_dev_name(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 15
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The `(device, handle)` pairs of every qdisc whose filters the root listing does not show:
+/// all qdiscs except the root one and the ingress/clsact hooks (listed by name).
+pub fn filter_parents(qdiscs: &[crate::model::Qdisc]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    for q in qdiscs {
+        if q.parent == "root"
+            || matches!(q.kind.as_str(), "ingress" | "clsact")
+            || !is_tc_handle(&q.handle)
+            || !is_dev_name(&q.dev)
+        {
+            continue;
+        }
+        let p = (q.dev.clone(), q.handle.clone());
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// One command that prints `tc class show dev D` for every interface after a
+/// `### dev D` marker.
+pub fn class_command(devs: &[String]) -> String {
+    devs.iter()
+        .filter(|d| is_dev_name(d))
+        .map(|d| format!("echo '### dev {d}'; tc class show dev {d} 2>/dev/null"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `(device, class handle)` pairs from the output of [`class_command`] (`class htb 1:10
+/// parent 1:1 …`). Lines that do not look like a class are ignored.
+pub fn parse_class_sections(text: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    let mut dev: Option<String> = None;
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("### dev ") {
+            dev = rest
+                .split_whitespace()
+                .next()
+                .filter(|d| is_dev_name(d))
+                .map(str::to_string);
+            continue;
+        }
+        let mut t = l.split_whitespace();
+        let (Some("class"), Some(_kind), Some(handle)) = (t.next(), t.next(), t.next()) else {
+            continue;
+        };
+        if let Some(d) = &dev {
+            let p = (d.clone(), handle.to_string());
+            if is_tc_handle(handle) && !v.contains(&p) {
+                v.push(p);
             }
-            s.push_str(&format!(
+        }
+    }
+    v
+}
+
+/// [`filter_command`] plus `tc filter show dev D parent H` for every `(D, H)` of `parents`
+/// (`### dev D parent H` markers) and the clsact egress hook of the devices in `clsact`
+/// (`### dev D clsact-egress`).
+pub fn filter_command_with(
+    devs: &[String],
+    parents: &[(String, String)],
+    clsact: &[String],
+) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for d in devs.iter().filter(|d| is_dev_name(d)) {
+        for (dir, extra) in [("egress", ""), ("ingress", " ingress")] {
+            parts.push(format!(
                 "echo '### dev {d} {dir}'; tc filter show dev {d}{extra} 2>/dev/null"
             ));
         }
+        if clsact.contains(d) {
+            parts.push(format!(
+                "echo '### dev {d} clsact-egress'; tc filter show dev {d} egress 2>/dev/null"
+            ));
+        }
+        for (_, h) in parents.iter().filter(|(pd, h)| pd == d && is_tc_handle(h)) {
+            parts.push(format!(
+                "echo '### dev {d} parent {h}'; tc filter show dev {d} parent {h} 2>/dev/null"
+            ));
+        }
     }
-    s
+    parts.join("; ")
 }
 
-/// Splits the output of [`filter_command`] and parses each section, setting the device.
+/// Splits the output of [`filter_command_with`] and parses each section, setting the
+/// device, and the parent where tc leaves it out (it does when the parent was asked for):
+/// the handle of a `parent H` section, `ingress` for the ingress hook (ingress qdisc or
+/// clsact), `egress` for clsact's egress hook.
+/// A filter listed twice (a qdisc handle that is also the root) is kept once.
 pub fn parse_filter_sections(text: &str) -> (Vec<crate::model::TcFilter>, Vec<String>) {
-    let mut filters = Vec::new();
+    let mut filters: Vec<crate::model::TcFilter> = Vec::new();
     let mut why = Vec::new();
-    let mut cur: Option<String> = None;
+    let mut cur: Option<(String, Option<String>)> = None;
     let mut body = String::new();
-    let mut flush = |dev: &Option<String>, body: &mut String| {
-        if let Some(d) = dev {
+    let mut flush = |sec: &Option<(String, Option<String>)>, body: &mut String| {
+        if let Some((d, parent)) = sec {
             if !body.trim().is_empty() {
                 match parse(body, InputFormat::TcFilter) {
-                    Ok(rs) => filters.extend(rs.filters.into_iter().map(|mut f| {
-                        if f.dev.is_none() {
-                            f.dev = Some(d.clone());
+                    Ok(rs) => {
+                        for mut f in rs.filters {
+                            if f.dev.is_none() {
+                                f.dev = Some(d.clone());
+                            }
+                            if f.parent.is_empty() {
+                                if let Some(p) = parent {
+                                    f.set_parent(p);
+                                }
+                            }
+                            if !filters.iter().any(|o| o.dev == f.dev && o.text == f.text) {
+                                filters.push(f);
+                            }
                         }
-                        f
-                    })),
+                    }
                     Err(e) => why.push(format!("tc filter show dev {d}: not understood: {e}")),
                 }
             }
@@ -766,7 +967,15 @@ pub fn parse_filter_sections(text: &str) -> (Vec<crate::model::TcFilter>, Vec<St
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix("### dev ") {
             flush(&cur, &mut body);
-            cur = rest.split_whitespace().next().map(str::to_string);
+            let mut t = rest.split_whitespace();
+            let dev = t.next().map(str::to_string);
+            let parent = match (t.next(), t.next()) {
+                (Some("parent"), Some(h)) => Some(h.to_string()),
+                (Some("ingress"), _) => Some("ingress".to_string()),
+                (Some("clsact-egress"), _) => Some("egress".to_string()),
+                _ => None,
+            };
+            cur = dev.map(|d| (d, parent));
         } else {
             body.push_str(l);
             body.push('\n');
@@ -993,6 +1202,65 @@ mod tests {
         assert_eq!(
             parse_probe("iptables v1.8.7 (legacy)\n"),
             vec!["iptables-legacy"]
+        );
+    }
+
+    #[test]
+    fn filters_below_a_class_are_listed_with_their_parent() {
+        // Recorded by tests/fixtures/record.sh (section 8).
+        let classes = parse_class_sections(include_str!("../tests/fixtures/tc_class_sections.txt"));
+        assert_eq!(
+            classes,
+            vec![
+                ("eth0".to_string(), "1:10".to_string()),
+                ("eth0".to_string(), "1:1".to_string())
+            ]
+        );
+        let devs = vec!["eth0".to_string(), "eth1".to_string()];
+        let cmd = filter_command_with(&devs, &classes, &["eth1".to_string()]);
+        assert!(
+            cmd.contains(
+                "echo '### dev eth0 parent 1:1'; tc filter show dev eth0 parent 1:1 2>/dev/null"
+            ),
+            "{cmd}"
+        );
+        assert!(cmd.contains("tc filter show dev eth1 egress"), "{cmd}");
+        assert!(!cmd.contains("tc filter show dev eth0 egress"), "{cmd}");
+        let (f, why) =
+            parse_filter_sections(include_str!("../tests/fixtures/tc_filter_sections.txt"));
+        assert!(why.is_empty(), "{why:?}");
+        let texts: Vec<String> = f
+            .iter()
+            .map(|x| format!("{} {}", x.dev.as_deref().unwrap_or("?"), x.text))
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                "eth0 parent 1: protocol ip pref 2 u32 flowid 1:1 match 00000050/0000ffff at 20",
+                "eth0 parent 1:1 protocol ip pref 1 u32 flowid 1:10 match 00000016/0000ffff at 20",
+                "eth1 parent ingress protocol ip pref 1 u32 flowid 1:2 match 00160000/ffff0000 at 20",
+            ]
+        );
+        assert_eq!(f[1].parent, "1:1");
+        assert!(f[1].exempts_ssh && f[2].exempts_ssh);
+        // The root qdisc's handle listed as a parent too gives the same filter: kept once.
+        let twice = "### dev eth0 egress\nfilter parent 1: protocol ip pref 2 u32 chain 0 fh 801::800 order 2048 key ht 801 bkt 0 *flowid 1:1\n### dev eth0 parent 1:\nfilter protocol ip pref 2 u32 chain 0 fh 801::800 order 2048 key ht 801 bkt 0 *flowid 1:1\n";
+        assert_eq!(parse_filter_sections(twice).0.len(), 1);
+        // Hostile handles and names never reach a command line.
+        assert!(!is_tc_handle("1:1; reboot") && !is_tc_handle("x:") && is_tc_handle("ffff:fff1"));
+        let bad = parse_class_sections(
+            "### dev eth0\nclass htb $(id) root\n### dev a;b\nclass htb 1:2 root\n",
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        // A child qdisc below a class has its own filters; root and clsact are listed by name.
+        let text = format!(
+            "{}qdisc tbf 10: dev nfiv1 parent 1:10 rate 1Mbit burst 4Kb lat 50ms\n",
+            include_str!("../tests/fixtures/tc_qdisc_show.txt")
+        );
+        let qd = crate::tc::parse_qdisc_text(&text).unwrap().qdiscs;
+        assert_eq!(
+            filter_parents(&qd),
+            vec![("nfiv1".to_string(), "10:".to_string())]
         );
     }
 

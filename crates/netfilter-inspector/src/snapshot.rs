@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Backend, Family, Policy, Ruleset, Table, Target};
+use crate::model::{Backend, Family, IptablesVariant, Policy, Ruleset, Table, Target};
 
 /// The artifact kind of an ordinary snapshot.
 pub const KIND_SNAPSHOT: &str = "snapshot";
@@ -35,6 +35,9 @@ pub struct BlockingRule {
     pub table: String,
     /// Back end.
     pub backend: Backend,
+    /// For an iptables table: `legacy` or `nft` when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<IptablesVariant>,
     /// Chain.
     pub chain: String,
     /// 1-based position; `None` for a policy.
@@ -105,6 +108,12 @@ pub fn frameworks(rs: &Ruleset) -> Vec<String> {
             out.push(s.to_string());
         }
     };
+    // Every back end that holds tables (legacy and nft-backed iptables, native nftables).
+    for t in &rs.tables {
+        if t.backend == Backend::Nftables || t.variant.is_some() {
+            add(t.backend_label());
+        }
+    }
     let names = || {
         rs.tables
             .iter()
@@ -173,6 +182,7 @@ pub fn blocking_rules(rs: &Ruleset) -> Vec<BlockingRule> {
                         family: t.family,
                         table: t.name.clone(),
                         backend: t.backend,
+                        variant: t.variant,
                         chain: c.name.clone(),
                         position: Some(r.position),
                         action,
@@ -186,6 +196,7 @@ pub fn blocking_rules(rs: &Ruleset) -> Vec<BlockingRule> {
                         family: t.family,
                         table: t.name.clone(),
                         backend: t.backend,
+                        variant: t.variant,
                         chain: c.name.clone(),
                         position: None,
                         action: "POLICY DROP".into(),

@@ -401,3 +401,108 @@ fn check_ip6tables() {
         Verdict::Accept
     );
 }
+
+/// Legacy xtables, iptables-nft and a native nft table on one host (recorded by
+/// tests/fixtures/record.sh, section 9), merged the way live retrieval and `--from-file` do.
+fn coexisting() -> Ruleset {
+    let mut rs = Ruleset::default();
+    for (f, fmt) in [
+        ("coexist_legacy.txt", InputFormat::IptablesSave),
+        ("coexist_nft.txt", InputFormat::IptablesSave),
+        ("coexist_nft.json", InputFormat::NftJson),
+    ] {
+        rs.merge(parse(&fixture(f), fmt).unwrap());
+    }
+    // nft -j shows the iptables-nft `ip filter` table too: kept once, from iptables-nft-save.
+    assert_eq!(rs.dedupe_iptables_nft(), 1);
+    rs
+}
+
+#[test]
+fn coexisting_back_ends_stay_apart_and_check_walks_both() {
+    use netfilter_inspector::model::{Backend, IptablesVariant};
+    let rs = coexisting();
+    let labels: Vec<(String, &str)> = rs
+        .tables
+        .iter()
+        .map(|t| {
+            (
+                format!("{} {}", t.family.as_str(), t.name),
+                t.backend_label(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            ("ip filter".to_string(), "iptables-legacy"),
+            ("ip filter".to_string(), "iptables-nft"),
+            ("inet nfinative".to_string(), "nftables"),
+        ]
+    );
+    for (port, variant, backend) in [
+        (5001, Some(IptablesVariant::Legacy), Backend::Iptables),
+        (5002, Some(IptablesVariant::Nft), Backend::Iptables),
+        (5003, None, Backend::Nftables),
+    ] {
+        let a = check(&rs, &pkt("tcp", port, Direction::In));
+        assert_eq!(a.verdict, Verdict::Drop, "port {port}: {a:#?}");
+        let d = a.deciding_rule.unwrap();
+        assert_eq!((d.backend, d.variant), (backend, variant), "port {port}");
+        assert_eq!(d.position, Some(1));
+        assert!(d.rule.contains(&port.to_string()), "{}", d.rule);
+    }
+    let a = check(&rs, &pkt("tcp", 5004, Direction::In));
+    assert_eq!(a.verdict, Verdict::Accept);
+    assert!(
+        a.assumptions.iter().any(|s| s.contains("legacy xtables")),
+        "{:?}",
+        a.assumptions
+    );
+    let snap = netfilter_inspector::snapshot::build("h", vec![], rs, false);
+    let blocking: Vec<_> = snap
+        .blocking_rules
+        .iter()
+        .map(|b| (b.table.as_str(), b.variant, b.matches.as_str()))
+        .collect();
+    assert!(blocking.contains(&(
+        "filter",
+        Some(IptablesVariant::Legacy),
+        "-p tcp -m tcp --dport 5001 -j DROP"
+    )));
+    assert!(blocking.contains(&(
+        "filter",
+        Some(IptablesVariant::Nft),
+        "-p tcp -m tcp --dport 5002 -j DROP"
+    )));
+    for fw in ["iptables-legacy", "iptables-nft", "nftables"] {
+        assert!(
+            snap.frameworks.iter().any(|f| f == fw),
+            "{:?}",
+            snap.frameworks
+        );
+    }
+    assert_eq!(snap.summary.families["ip"].tables, 2);
+}
+
+#[test]
+fn diff_keeps_same_named_tables_of_two_back_ends_apart() {
+    let old = coexisting();
+    let mut new = coexisting();
+    // Remove the legacy DROP only: one change, in the legacy table, nothing in the nft one.
+    new.tables[0].chains[0].rules.clear();
+    let r = diff(&old, &new, "old", "new", &DiffOptions::default());
+    let ip = &r.families["ip"];
+    assert_eq!(ip.changes.len(), 1, "{:#?}", ip.changes);
+    let c = &ip.changes[0];
+    assert_eq!(c.change, "rule_removed");
+    assert_eq!(c.backend.as_deref(), Some("iptables-legacy"));
+    assert_eq!(c.severity, Severity::Critical);
+    // An iptables table whose back end is unknown (no header) pairs with the one table of
+    // the same name: a snapshot from before back ends were told apart is not drift.
+    let plain = ipt(&fixture("coexist_nft.txt").replace("# Generated", "# Made"));
+    assert_eq!(plain.tables[0].variant, None);
+    let nft_view = ipt(&fixture("coexist_nft.txt"));
+    let r = diff(&plain, &nft_view, "old", "new", &DiffOptions::default());
+    assert!(!r.drift_detected, "{:#?}", r.families);
+}

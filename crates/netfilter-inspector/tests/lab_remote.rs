@@ -326,20 +326,28 @@ fn remote_paths_detect_drift_and_fetch_large_rulesets_whole() {
     let got = retrieve_with(&exec, ChunkOptions::default()).unwrap();
     assert!(
         got.notes.iter().any(
-            |n| n.starts_with("iptables-save: fetched compressed in") && n.contains("verified")
+            // `iptables-nft-save` / `iptables-legacy-save` where the VM has the back-end
+            // specific tools (every back end is captured), plain `iptables-save` otherwise.
+            |n| n.starts_with("iptables")
+                && n.contains("-save: fetched compressed in")
+                && n.contains("verified")
         ),
         "{:?}",
         got.notes
     );
-    let e = retrieve_with(
+    // Chunks over the 4 KiB cut: safety-shell classifies the compress-and-chunk scripts
+    // read-only, so cloud-provider's runner fetches an over-long chunk in pages; what
+    // arrives is whole and verified, the same ruleset as with the default chunks (a cut
+    // chunk is refused: unit tests in src/retrieve.rs).
+    let big = retrieve_with(
         &exec,
         ChunkOptions {
             chunk: 6000,
             max_chunks: 400,
         },
     )
-    .unwrap_err();
-    assert!(matches!(e, RetrieveError::Truncated { .. }), "{e}");
+    .unwrap();
+    assert_eq!(big.ruleset.tables, got.ruleset.tables);
     let e = retrieve_with(
         &exec,
         ChunkOptions {
