@@ -777,11 +777,16 @@ fn q(name: &str) -> String {
     }
 }
 
+/// The iptables binary that owns `t`: a table in the legacy back end must be changed with
+/// `iptables-legacy` (plain `iptables` is the nft variant on current distributions and does
+/// not see it); otherwise plain `iptables`.
 fn ipt_bin(t: &Table) -> &'static str {
-    if t.family == Family::Ip6 {
-        "ip6tables"
-    } else {
-        "iptables"
+    use netfilter_inspector::model::IptablesVariant;
+    match (t.family == Family::Ip6, t.variant) {
+        (false, Some(IptablesVariant::Legacy)) => "iptables-legacy",
+        (true, Some(IptablesVariant::Legacy)) => "ip6tables-legacy",
+        (false, _) => "iptables",
+        (true, _) => "ip6tables",
     }
 }
 
@@ -839,14 +844,7 @@ fn with_rule_attrs(mut f: Finding, t: &Table, chain: &str, r: &Rule, fx: &Facts)
         .attr("chain", chain)
         .attr("position", r.position)
         .attr("family", t.family.as_str())
-        .attr(
-            "backend",
-            if t.backend == Backend::Iptables {
-                "iptables"
-            } else {
-                "nftables"
-            },
-        )
+        .attr("backend", t.backend_label())
         .attr("rule", clip(&r.text, 300));
     if let Some(p) = &fx.protocol {
         f = f.attr("protocol", p.clone());
@@ -1471,9 +1469,15 @@ fn drift_findings(vm: &str, baseline: &str, report: &DiffReport) -> Vec<Finding>
             if let Some(p) = c.position {
                 f = f.attr("position", p);
             }
+            // The back end of the changed table picks the binary (a legacy table is only
+            // reachable through iptables-legacy).
+            let variant = match c.backend.as_deref() {
+                Some("iptables-legacy") => "-legacy",
+                _ => "",
+            };
             let bin = match family.as_str() {
-                "ip" => Some("iptables"),
-                "ip6" => Some("ip6tables"),
+                "ip" => Some(format!("iptables{variant}")),
+                "ip6" => Some(format!("ip6tables{variant}")),
                 _ => None,
             };
             let tbl = if c.table == "filter" {
@@ -1579,6 +1583,20 @@ mod tests {
             "iptables -D INPUT -p icmp -j DROP"
         );
         assert!(d.untrusted);
+    }
+
+    #[test]
+    fn a_legacy_table_is_undone_with_iptables_legacy() {
+        let mut rs = ruleset(&["j_dest-vm_iptables-save.txt"]);
+        for t in &mut rs.tables {
+            t.variant = Some(netfilter_inspector::model::IptablesVariant::Legacy);
+        }
+        let f = derive_findings("dest-vm", &rs);
+        assert_eq!(f[0].attrs["backend"], json!("iptables-legacy"));
+        assert_eq!(
+            f[0].remediation.as_ref().unwrap().command,
+            "iptables-legacy -D INPUT -p tcp -m tcp --dport 5001 -j DROP"
+        );
     }
 
     #[test]
