@@ -21,3 +21,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --workspace
+# The libraries that narrate build without an LLM client too (their `llm` feature off).
+echo "== pcap-forensics without default features" >&2
+cargo test -p pcap-forensics --no-default-features --lib
