@@ -681,13 +681,55 @@ struct State {
 }
 
 /// Parses iptables-save / ip6tables-save text.
+///
+/// The rule lines of a table are parsed on all available cores (up to 4) when there are
+/// many of them; the result, warnings included, is exactly that of a line-by-line parse.
 pub fn parse_str(text: &str) -> Result<Ruleset, ParseError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    parse_str_with(text, threads, MIN_PARALLEL_RULES, RULE_BATCH)
+}
+
+/// [`parse_str`] on at most `threads` threads, with batches of at most `batch` rule lines,
+/// in parallel only for batches of at least `min_parallel` rule lines.
+fn parse_str_with(
+    text: &str,
+    threads: usize,
+    min_parallel: usize,
+    batch_size: usize,
+) -> Result<Ruleset, ParseError> {
     // Lines are taken straight from the text: no per-line copy.
     let mut p = LineParser::new();
+    let mut batch: Vec<(usize, Option<Counters>, &str)> = Vec::new();
     for line in text.lines() {
-        p.line(line);
+        p.lineno += 1;
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        // A rule line inside a table waits in the batch; anything else may change the
+        // parser state (a new chain, the end of the table), so the batch goes first.
+        if p.st.cur.is_some() {
+            let (counters, rest) = strip_counters(t);
+            if is_rule_line(rest) {
+                batch.push((p.lineno, counters, rest));
+                if batch.len() >= batch_size {
+                    p.rules(&mut batch, threads, min_parallel);
+                }
+                continue;
+            }
+        }
+        p.rules(&mut batch, threads, min_parallel);
+        p.process(p.lineno, line);
     }
+    p.rules(&mut batch, threads, min_parallel);
     p.finish()
+}
+
+fn is_rule_line(rest: &str) -> bool {
+    rest.starts_with("-A ") || rest.starts_with("--append ")
 }
 
 /// Parses iptables-save / ip6tables-save from a reader, line by line.
@@ -732,7 +774,40 @@ impl LineParser {
 
     fn line(&mut self, line: &str) {
         self.lineno += 1;
-        let lineno = self.lineno;
+        self.process(self.lineno, line);
+    }
+
+    /// Adds a batch of rule lines of the current table (read in order, with no other line
+    /// in between) and empties it. They are parsed together against the chains declared
+    /// so far; should one of them create a chain, the rest are parsed again one by one, as
+    /// a line-by-line parse would.
+    fn rules(
+        &mut self,
+        batch: &mut Vec<(usize, Option<Counters>, &str)>,
+        threads: usize,
+        min_parallel: usize,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let parsed = match self.st.cur.as_ref() {
+            Some(tb) => parse_rule_lines(&tb.index, batch, threads, min_parallel),
+            None => Vec::new(),
+        };
+        let mut added = 0;
+        for p in parsed {
+            added += 1;
+            if add_rule(&mut self.st, p) {
+                break;
+            }
+        }
+        for &(n, c, r) in batch.get(added..).unwrap_or_default() {
+            rule_line(&mut self.st, n, c, r);
+        }
+        batch.clear();
+    }
+
+    fn process(&mut self, lineno: usize, line: &str) {
         let st = &mut self.st;
         let line = line.trim();
         if line.is_empty() {
@@ -764,7 +839,7 @@ impl LineParser {
             return;
         }
         let (counters, rest) = strip_counters(line);
-        if rest.starts_with("-A ") || rest.starts_with("--append ") {
+        if is_rule_line(rest) {
             rule_line(st, lineno, counters, rest);
             return;
         }
@@ -949,31 +1024,91 @@ fn finish_table(st: &mut State) {
     });
 }
 
-fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &str) {
-    let toks = tokenize(rest);
+/// One rule line parsed against the chains its table had declared when the line was read:
+/// everything [`add_rule`] needs to put it into the table, computed without touching the
+/// parser state (so that the rule lines of a large table can be parsed on several cores).
+struct ParsedRule<'a> {
+    lineno: usize,
+    /// `None` when the line names no chain.
+    parsed: Option<RuleParts<'a>>,
+}
+
+struct RuleParts<'a> {
+    chain: Cow<'a, str>,
+    /// The chain's index among the declared chains, looked up while parsing.
+    chain_index: Option<usize>,
+    rule: Rule,
+    warnings: Vec<String>,
+    ip6: bool,
+    pending: Vec<(usize, String, String)>,
+}
+
+fn parse_rule_line<'a>(
+    declared: &HashMap<String, usize>,
+    lineno: usize,
+    counters: Option<Counters>,
+    rest: &'a str,
+) -> ParsedRule<'a> {
+    let mut toks = tokenize(rest);
     if toks.len() < 2 {
-        warn(&mut st.rs, lineno, "rule without a chain name ignored");
-        return;
+        return ParsedRule {
+            lineno,
+            parsed: None,
+        };
     }
-    let chain: &str = &toks[1].text;
-    let Some(tb) = st.cur.as_mut() else {
-        warn(&mut st.rs, lineno, "rule outside a table ignored");
-        return;
-    };
     let mut warnings = Vec::new();
     let mut ip6 = false;
+    let mut pending = Vec::new();
     let mut rule = parse_rule_tokens(
         &toks[2..],
-        &tb.index,
+        declared,
         &mut warnings,
         &mut ip6,
-        &mut st.pending,
+        &mut pending,
         lineno,
-        chain,
+        &toks[1].text,
     );
     if rule.counters.is_none() {
         rule.counters = counters;
     }
+    toks.truncate(2);
+    let chain = toks.pop().map(|t| t.text).unwrap_or_default();
+    let chain_index = declared.get(chain.as_ref()).copied();
+    ParsedRule {
+        lineno,
+        parsed: Some(RuleParts {
+            chain,
+            chain_index,
+            rule,
+            warnings,
+            ip6,
+            pending,
+        }),
+    }
+}
+
+/// Adds a parsed rule line to the current table, in line order. Returns whether it created
+/// a chain (a rule for an undeclared chain): rule lines parsed before that against the old
+/// set of chains must then be parsed again.
+fn add_rule(st: &mut State, p: ParsedRule) -> bool {
+    let lineno = p.lineno;
+    let Some(RuleParts {
+        chain,
+        chain_index,
+        mut rule,
+        warnings,
+        ip6,
+        pending,
+    }) = p.parsed
+    else {
+        warn(&mut st.rs, lineno, "rule without a chain name ignored");
+        return false;
+    };
+    let Some(tb) = st.cur.as_mut() else {
+        warn(&mut st.rs, lineno, "rule outside a table ignored");
+        return false;
+    };
+    st.pending.extend(pending);
     st.ip6_hint |= ip6;
     for w in warnings {
         st.rs.warnings.push(Warning {
@@ -981,27 +1116,88 @@ fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &s
             message: w,
         });
     }
-    let tb = st.cur.as_mut().expect("checked above");
-    if !tb.index.contains_key(chain) {
-        st.rs.warnings.push(Warning {
-            line: lineno,
-            message: format!(
-                "rule for undeclared chain {chain} in table {}; chain created",
-                tb.name
-            ),
-        });
-        tb.index.insert(chain.to_string(), tb.chains.len());
-        tb.chains.push(Chain {
-            name: chain.to_string(),
-            base: None,
-            rules: Vec::new(),
-            counters: None,
-        });
-    }
-    if let Some(c) = tb.index.get(chain).and_then(|&i| tb.chains.get_mut(i)) {
+    let mut created = false;
+    // The index looked up at parse time is current: the chains only change here.
+    let i = match chain_index {
+        Some(i) => i,
+        None => {
+            st.rs.warnings.push(Warning {
+                line: lineno,
+                message: format!(
+                    "rule for undeclared chain {chain} in table {}; chain created",
+                    tb.name
+                ),
+            });
+            created = true;
+            let i = tb.chains.len();
+            tb.index.insert(chain.to_string(), i);
+            tb.chains.push(Chain {
+                name: chain.into_owned(),
+                base: None,
+                rules: Vec::new(),
+                counters: None,
+            });
+            i
+        }
+    };
+    if let Some(c) = tb.chains.get_mut(i) {
         rule.position = c.rules.len() + 1;
         c.rules.push(rule);
     }
+    created
+}
+
+fn rule_line(st: &mut State, lineno: usize, counters: Option<Counters>, rest: &str) {
+    let parsed = match st.cur.as_ref() {
+        Some(tb) => parse_rule_line(&tb.index, lineno, counters, rest),
+        None if tokenize(rest).len() < 2 => ParsedRule {
+            lineno,
+            parsed: None,
+        },
+        None => {
+            warn(&mut st.rs, lineno, "rule outside a table ignored");
+            return;
+        }
+    };
+    add_rule(st, parsed);
+}
+
+/// Rule lines parsed together once enough have been read (bounds the memory held by
+/// parsed rules not yet in their chains).
+const RULE_BATCH: usize = 1 << 16;
+/// Below this many rule lines a batch is parsed on the calling thread only.
+const MIN_PARALLEL_RULES: usize = 4096;
+
+/// Parses `lines` (rule lines of the current table, in order) against `declared`, on up to
+/// `threads` threads in contiguous chunks; the result is in line order.
+fn parse_rule_lines<'a>(
+    declared: &HashMap<String, usize>,
+    lines: &[(usize, Option<Counters>, &'a str)],
+    threads: usize,
+    min_parallel: usize,
+) -> Vec<ParsedRule<'a>> {
+    let seq = |chunk: &[(usize, Option<Counters>, &'a str)]| -> Vec<ParsedRule<'a>> {
+        chunk
+            .iter()
+            .map(|&(n, c, r)| parse_rule_line(declared, n, c, r))
+            .collect()
+    };
+    if threads <= 1 || lines.len() < min_parallel.max(2) {
+        return seq(lines);
+    }
+    let per = lines.len().div_ceil(threads);
+    let mut chunks = lines.chunks(per);
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = chunks.map(|c| (c, sc.spawn(move || seq(c)))).collect();
+        let mut out = seq(first);
+        for (c, h) in handles {
+            // The parser does not panic; should a worker die anyway, its chunk is parsed
+            // again here rather than lost.
+            out.extend(h.join().unwrap_or_else(|_| seq(c)));
+        }
+        out
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1304,7 +1500,7 @@ fn build_target(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1325,6 +1521,132 @@ mod tests {
         assert!(matches!(t[2].text, Cow::Borrowed("f")));
         assert!(matches!(t[0].text, Cow::Owned(_)));
         assert!(tokenize("  \t ").is_empty());
+    }
+
+    /// A generated iptables-save of about `services * 8` lines in two tables, with the
+    /// oddities the batched parse must reproduce exactly: rules of several chains
+    /// interleaved, rules for undeclared chains (which create the chain mid-batch) and
+    /// jumps to them before and after, counters, quoted comments, unknown modules and
+    /// targets, stray arguments, lines that are not rules, and a chain declared after rules.
+    pub(crate) fn generated_save(services: usize) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from("# Generated by iptables-nft-save v1.8.9 (nf_tables)\n*nat\n");
+        s.push_str(":PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n");
+        for i in 0..services {
+            let _ = writeln!(s, ":KUBE-SVC-{i:04X} - [0:0]\n:KUBE-SEP-{i:04X} - [0:0]");
+        }
+        s.push_str(
+            "-A PREROUTING -m comment --comment \"kubernetes \\\"portals\\\"\" -j KUBE-SERVICES\n",
+        );
+        for i in 0..services {
+            let _ = writeln!(
+                s,
+                "-A KUBE-SERVICES -d 198.18.{}.{}/32 -p tcp -m tcp --dport {} -j KUBE-SVC-{i:04X}",
+                i / 256,
+                i % 256,
+                1 + i % 60000
+            );
+            let _ = writeln!(
+                s,
+                "[{i}:{}] -A KUBE-SVC-{i:04X} -m statistic --mode random --probability 0.5 -j KUBE-SEP-{i:04X}",
+                i * 60
+            );
+            let _ = writeln!(
+                s,
+                "-A KUBE-SEP-{i:04X} -p tcp -m tcp -j DNAT --to-destination 198.19.{}.{}:8080",
+                i / 256,
+                i % 256
+            );
+            match i % 97 {
+                // A jump to a chain not yet created, then a rule creating it, then a jump
+                // that now resolves to it.
+                5 => {
+                    let _ = writeln!(s, "-A KUBE-SVC-{i:04X} -j LATE-{i}");
+                    let _ = writeln!(s, "-A LATE-{i} -m frobnicate --frob 1 -j ACCEPT");
+                    let _ = writeln!(s, "-A KUBE-SEP-{i:04X} -j LATE-{i}");
+                    // With arguments: a jump to the now declared chain (arguments ignored),
+                    // where a stale set of chains would make it an unknown extension.
+                    let _ = writeln!(s, "-A KUBE-SEP-{i:04X} -j LATE-{i} --arg 1");
+                }
+                17 => {
+                    let _ = writeln!(s, "-A KUBE-SEP-{i:04X} stray -j REJECT --bogus x");
+                }
+                31 => s.push_str("\n# a comment between rules\n"),
+                43 => s.push_str("-A\n-N NOT-SAVE-OUTPUT\n"),
+                _ => {}
+            }
+        }
+        s.push_str(
+            ":DECLARED-LATE - [0:0]\n-A OUTPUT -j DECLARED-LATE\n-A OUTPUT -j NOWHERE\nCOMMIT\n",
+        );
+        s.push_str("*filter\n:INPUT DROP [5:300]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for i in 0..services {
+            let _ = writeln!(
+                s,
+                "-A INPUT -s 198.18.{}.{}/32 -p udp -m udp --sport {} -j DROP",
+                i / 256,
+                i % 256,
+                i % 65536
+            );
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
+    #[test]
+    fn batched_parallel_parse_equals_line_by_line() {
+        let text = generated_save(700);
+        assert!(text.lines().count() > 3000);
+        let reference = parse_reader(text.as_bytes()).unwrap();
+        assert!(reference.warnings.len() > 20);
+        assert!(reference.tables[0]
+            .chains
+            .iter()
+            .any(|c| c.name == "LATE-5"));
+        let reference_json = serde_json::to_string(&reference).unwrap();
+        // Sequential, then batches of various sizes (a batch boundary falls mid-chain and
+        // right after a chain-creating rule) split over 2, 3 and 4 threads.
+        for (threads, min_parallel, batch) in [
+            (1, usize::MAX, usize::MAX),
+            (2, 2, usize::MAX),
+            (3, 2, 1000),
+            (4, 16, 257),
+            (2, 2, 1),
+        ] {
+            let got = parse_str_with(&text, threads, min_parallel, batch).unwrap();
+            assert_eq!(got, reference, "threads {threads}, batch {batch}");
+            assert_eq!(serde_json::to_string(&got).unwrap(), reference_json);
+        }
+        assert_eq!(parse_str(&text).unwrap(), reference);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Hostile input: any mix of table, chain, rule and junk lines parses the same
+        /// batched on several threads as line by line, and never panics.
+        #[test]
+        fn batched_parse_equals_line_by_line_on_any_lines(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "*filter", "*nat", "COMMIT", ":A - [0:0]", ":B - [0:0]",
+                        ":INPUT DROP [1:2]", "-A A -j B", "-A B -j A --x", "-A C -j LOG",
+                        "-A LOG -j ACCEPT", "-A A -j LOG --log-prefix \"x y\"", "-A A -g C",
+                        "[3:4] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", "-A", "-A  ",
+                        "-A A \"unterminated", "", "# Generated by ip6tables-save",
+                        "-A INPUT -s ::1 -j REJECT --reject-with icmp6-port-unreachable",
+                    ]).prop_map(str::to_string),
+                    "[ -~]{0,40}",
+                ],
+                0..120,
+            ),
+            batch in 1usize..9,
+        ) {
+            let text = lines.join("\n");
+            let reference = parse_reader(text.as_bytes());
+            proptest::prop_assert_eq!(parse_str_with(&text, 3, 2, batch), reference);
+        }
     }
 
     #[test]

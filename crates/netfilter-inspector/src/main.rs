@@ -1048,8 +1048,7 @@ fn take_snapshot(
         body: snap,
     };
     let t = std::time::Instant::now();
-    let name = store
-        .put_json(&art)
+    let name = snapshot::write_artifact(store, &art)
         .map_err(|e| artifact_fail(e, store.dir()))?
         .name;
     tracing::info!("artifact written in {:.3} s", t.elapsed().as_secs_f64());

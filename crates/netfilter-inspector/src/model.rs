@@ -703,12 +703,33 @@ impl TcFilter {
 /// a pretty-printed document): the artifact of a 700,000-line ruleset is about half the size
 /// and much faster to write than with every field of every match indented. The document is
 /// the same JSON value either way.
+///
+/// While [`crate::snapshot::write_artifact`] serialises the outline of a snapshot, each
+/// rules array is replaced by a placeholder and its length recorded (the rules themselves
+/// are then written on several cores and spliced in).
 pub fn compact_rules<S: serde::Serializer>(rules: &[Rule], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::{Error, SerializeSeq};
+    let outline = RULES_OUTLINE.with(|o| match o.borrow_mut().as_mut() {
+        Some(lens) => {
+            lens.push(rules.len());
+            true
+        }
+        None => false,
+    });
+    if outline {
+        return serde::Serialize::serialize(serde_json::value::RawValue::NULL, s);
+    }
     let mut seq = s.serialize_seq(Some(rules.len()))?;
     for r in rules {
         let raw = serde_json::value::to_raw_value(r).map_err(S::Error::custom)?;
         seq.serialize_element(&raw)?;
     }
     seq.end()
+}
+
+thread_local! {
+    /// `Some` while an outline is serialised on this thread: the lengths of the rules arrays
+    /// replaced by placeholders, in document order.
+    pub(crate) static RULES_OUTLINE: std::cell::RefCell<Option<Vec<usize>>> =
+        const { std::cell::RefCell::new(None) };
 }
