@@ -151,14 +151,16 @@ fn phase_symptom(reported: &str, phase: &str) -> String {
         .unwrap_or_else(|| reported.to_string())
 }
 
-/// Fault kinds of `netlab status` that an expected cause's layer names.
+/// Fault kinds of `netlab status` (the inline fault kinds and the scenario files'
+/// `[[faults.cloud]]` kinds) that an expected cause's layer names.
 fn fault_kinds_for_layer(layer: &str) -> &'static [&'static str] {
     match layer {
-        "route" => &["route", "route_table", "associate_route_table"],
-        "nsg" => &["nsg_rule", "nsg"],
-        "service_endpoint" | "storage" => &["remove_service_endpoint", "service_endpoint"],
+        "route" => &["route"],
+        "nsg" => &["nsg_rule", "subnet_nsg"],
+        "service_endpoint" | "storage" => &["remove_service_endpoint"],
         "os_firewall" => &["iptables", "nft"],
         "traffic_control" => &["rate", "loss", "impair"],
+        "wire" => &["wire_loss"],
         "mtu" => &["mtu"],
         "service" => &["listen", "stop_service"],
         _ => &[],
@@ -514,8 +516,10 @@ mod tests {
 
     #[test]
     fn fault_kinds_follow_the_layer() {
-        assert!(fault_kinds_for_layer("route").contains(&"route"));
+        assert_eq!(fault_kinds_for_layer("route"), &["route"]);
+        assert!(fault_kinds_for_layer("nsg").contains(&"subnet_nsg"));
         assert!(fault_kinds_for_layer("os_firewall").contains(&"iptables"));
-        assert!(fault_kinds_for_layer("wire").is_empty());
+        assert_eq!(fault_kinds_for_layer("wire"), &["wire_loss"]);
+        assert!(fault_kinds_for_layer("none").is_empty());
     }
 }
