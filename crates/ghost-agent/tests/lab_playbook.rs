@@ -36,6 +36,9 @@ fn playbook_diagnoses_the_lab_scenarios() {
         println!("SKIP lab_playbook: {why}");
         return;
     }
+    // Another lab (a concurrent run, or one a killed run left behind) may hold nlga…
+    // namespaces already: only namespaces this eval created must be gone at the end.
+    let before = eval_namespaces();
     let audit = tempfile::tempdir().unwrap();
     let transcripts = audit.path().join("transcripts");
     let out = Command::new(env!("CARGO_BIN_EXE_ghost-agent"))
@@ -98,12 +101,21 @@ fn playbook_diagnoses_the_lab_scenarios() {
     }
     assert!(failed.is_empty(), "failed scenarios:\n{failed:#?}");
     assert_eq!(out.status.code(), Some(0));
-    // Nothing of any eval lab is left.
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let left: Vec<String> = String::from_utf8_lossy(&ns.stdout)
-        .lines()
-        .filter(|l| l.starts_with("nlga"))
-        .map(str::to_string)
+    // Nothing of this eval's labs is left.
+    let left: Vec<String> = eval_namespaces()
+        .into_iter()
+        .filter(|n| !before.contains(n))
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// Names of the namespaces that look like an eval lab's (`nlga<id>-<host>`).
+fn eval_namespaces() -> Vec<String> {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&ns.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("nlga"))
+        .map(str::to_string)
+        .collect()
 }
