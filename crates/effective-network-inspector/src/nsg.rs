@@ -208,6 +208,40 @@ pub struct AddrSet {
     pub unresolved: Vec<String>,
     /// The prefixes as written (for display).
     pub written: Vec<String>,
+    /// `Internet` that the input does not expand, resolved by what it is not: the prefixes
+    /// of the NSG's `VirtualNetwork` (and `AzureLoadBalancer`) tags. An address outside them
+    /// and outside the private ranges Azure never routes to the internet (10/8, 172.16/12,
+    /// 192.168/16, 100.64/10; fc00::/7, fe80::/10) is `Internet`; one inside them is not; a
+    /// private address outside the VNet cannot be told.
+    pub internet_outside: Option<Vec<Prefix>>,
+}
+
+/// Private ranges Azure's system routes never send to the internet.
+const NOT_INTERNET: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+];
+
+/// Whether `a` is in the `Internet` tag, given the prefixes that are not.
+fn internet_tri(outside: &[Prefix], a: Addr) -> Tri {
+    if outside.iter().any(|p| p.contains(a)) {
+        return Tri::No;
+    }
+    let private = NOT_INTERNET
+        .iter()
+        .filter_map(|p| p.parse::<Prefix>().ok())
+        .any(|p| p.contains(a));
+    if private {
+        Tri::Unknown
+    } else {
+        Tri::Yes
+    }
 }
 
 /// Three-valued match.
@@ -261,6 +295,12 @@ impl AddrSet {
                         Err(_) => set.unresolved.push(format!("{t} ({p})")),
                     }
                 }
+            } else if let Some(outside) = t
+                .eq_ignore_ascii_case("internet")
+                .then(|| Self::not_internet(tags))
+                .flatten()
+            {
+                set.internet_outside = Some(outside);
             } else {
                 set.unresolved.push(t.to_string());
             }
@@ -268,12 +308,32 @@ impl AddrSet {
         set
     }
 
+    /// The prefixes of the `VirtualNetwork` and `AzureLoadBalancer` tags, which `Internet`
+    /// excludes; None when the tag map does not expand `VirtualNetwork` (then `Internet`
+    /// stays unresolvable).
+    fn not_internet(tags: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<Prefix>> {
+        let expansion = |tag: &str| -> Option<Vec<Prefix>> {
+            let list = tags
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(tag))
+                .map(|(_, v)| v)?;
+            list.iter().map(|p| p.parse::<Prefix>().ok()).collect()
+        };
+        let mut out = expansion("VirtualNetwork").filter(|v| !v.is_empty())?;
+        out.extend(expansion("AzureLoadBalancer").unwrap_or_default());
+        Some(out)
+    }
+
     /// Whether `a` is in the set.
     #[inline]
     pub fn matches(&self, a: Addr) -> Tri {
-        if self.any || self.prefixes.iter().any(|p| p.contains(a)) {
+        let internet = self
+            .internet_outside
+            .as_deref()
+            .map(|outside| internet_tri(outside, a));
+        if self.any || self.prefixes.iter().any(|p| p.contains(a)) || internet == Some(Tri::Yes) {
             Tri::Yes
-        } else if self.unresolved.is_empty() {
+        } else if self.unresolved.is_empty() && internet != Some(Tri::Unknown) {
             Tri::No
         } else {
             Tri::Unknown
@@ -283,6 +343,9 @@ impl AddrSet {
     /// Whether every address of `other` is in this set (false when either is unresolved).
     pub fn covers(&self, other: &AddrSet) -> bool {
         if !other.unresolved.is_empty() {
+            return false;
+        }
+        if other.internet_outside.is_some() && !self.any {
             return false;
         }
         if self.any {
@@ -1156,7 +1219,7 @@ fn never_matches(r: &Rule) -> Option<String> {
         }
     }
     let fams = |set: &AddrSet| -> Option<Vec<Family>> {
-        if set.any || !set.unresolved.is_empty() {
+        if set.any || !set.unresolved.is_empty() || set.internet_outside.is_some() {
             return None;
         }
         Some(set.prefixes.iter().map(|p| p.family).collect())

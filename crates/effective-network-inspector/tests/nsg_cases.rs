@@ -394,3 +394,77 @@ fn bad_rules_are_errors_naming_the_rule() {
         assert!(err.contains("securityRules/x"), "{bad}: {err}");
     }
 }
+
+/// `Internet` printed without its expansion (as Azure's effective output may): resolved
+/// by what it is not (the `VirtualNetwork` and `AzureLoadBalancer` prefixes of the tag map,
+/// and the private ranges Azure never routes to the internet); without a `VirtualNetwork`
+/// expansion it stays unresolvable.
+#[test]
+fn internet_tag_without_expansion_is_resolved_against_the_vnet() {
+    let nsgs = |rules: &[&str], with_vnet: bool| {
+        let mut e = nsg("nic-nsg", Gate::Nic, rules);
+        e.tag_map.remove("Internet");
+        if !with_vnet {
+            e.tag_map.remove("VirtualNetwork");
+        }
+        NicNsgs::new(&[e]).unwrap()
+    };
+    let verdict = |n: &NicNsgs, f: &str| {
+        let fl = flow(f);
+        let v = n.evaluate(&fl);
+        assert_eq!(n.decide(&fl), v.final_verdict, "{f}");
+        assert_eq!(reference_decide(n, &fl), v.final_verdict, "{f}");
+        let rule = v
+            .decisive_rule
+            .as_ref()
+            .map(|r| r.name.rsplit('/').next().unwrap().to_string())
+            .or_else(|| {
+                v.unresolvable_rules
+                    .first()
+                    .map(|u| u.rule.name.rsplit('/').next().unwrap().to_string())
+            })
+            .unwrap_or_default();
+        (v.final_verdict, rule)
+    };
+    let deny = nsgs(&["deny-inet 100 Outbound Deny * * Internet *"], true);
+    // A public address is Internet; the VNet, the load balancer's address are not.
+    assert_eq!(
+        verdict(&deny, "out tcp 10.0.1.4 203.0.113.10 443"),
+        (FinalVerdict::Deny, "deny-inet".into())
+    );
+    assert_eq!(
+        verdict(&deny, "out tcp 10.0.1.4 10.0.2.4 443"),
+        (FinalVerdict::Allow, "AllowVnetOutBound".into())
+    );
+    assert_eq!(
+        verdict(&deny, "out tcp 10.0.1.4 168.63.129.16 80"),
+        (FinalVerdict::Allow, "AllowVnetOutBound".into())
+    );
+    // A private address outside the VNet cannot be told.
+    assert_eq!(
+        verdict(&deny, "out tcp 10.0.1.4 192.168.7.7 443"),
+        (FinalVerdict::Indeterminate, "deny-inet".into())
+    );
+    // The default AllowInternetOutBound decides a public address the same way.
+    let open = nsgs(&[], true);
+    assert_eq!(
+        verdict(&open, "out tcp 10.0.1.4 198.19.128.10 443"),
+        (FinalVerdict::Allow, "AllowInternetOutBound".into())
+    );
+    // Inbound from the internet: the same set, on the source side.
+    let allow_in = nsgs(&["web 100 Inbound Allow Tcp Internet * 443"], true);
+    assert_eq!(
+        verdict(&allow_in, "in tcp 203.0.113.9 10.0.1.4 443"),
+        (FinalVerdict::Allow, "web".into())
+    );
+    assert_eq!(
+        verdict(&allow_in, "in tcp 10.0.2.9 10.0.1.4 443"),
+        (FinalVerdict::Allow, "AllowVnetInBound".into())
+    );
+    // Without the VNet's expansion nothing can be said.
+    let blind = nsgs(&["deny-inet 100 Outbound Deny * * Internet *"], false);
+    assert_eq!(
+        verdict(&blind, "out tcp 10.0.1.4 203.0.113.10 443"),
+        (FinalVerdict::Indeterminate, "deny-inet".into())
+    );
+}
