@@ -59,6 +59,8 @@ pub struct ScenarioScore {
     pub total_seconds: f64,
     /// The session id.
     pub session_id: Option<String>,
+    /// The netlab prefix of the scenario's lab (its namespaces are `nl<prefix>-…`).
+    pub lab_prefix: Option<String>,
     /// Why it could not run, when it could not.
     pub error: Option<String>,
 }
@@ -212,6 +214,7 @@ fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> 
         seconds: 0.0,
         total_seconds: 0.0,
         session_id: None,
+        lab_prefix: None,
         error: None,
     };
     let text = match std::fs::read_to_string(dir.join("scenario.toml")) {
@@ -236,6 +239,7 @@ fn one(spec: &EvalSpec, id: &str, dir: &Path, audit_dir: &Path, quiet: bool) -> 
         }
     };
     let prefix = lab.prefix.clone();
+    s.lab_prefix = Some(prefix.clone());
     let baseline_ids = lab.finish_setup(audit_dir, quiet);
     let phases = phases(&expected);
     let reported = lab.reported.clone().unwrap_or_default();

@@ -36,9 +36,6 @@ fn playbook_diagnoses_the_lab_scenarios() {
         println!("SKIP lab_playbook: {why}");
         return;
     }
-    // Another lab (a concurrent run, or one a killed run left behind) may hold nlga…
-    // namespaces already: only namespaces this eval created must be gone at the end.
-    let before = eval_namespaces();
     let audit = tempfile::tempdir().unwrap();
     let transcripts = audit.path().join("transcripts");
     let out = Command::new(env!("CARGO_BIN_EXE_ghost-agent"))
@@ -101,21 +98,23 @@ fn playbook_diagnoses_the_lab_scenarios() {
     }
     assert!(failed.is_empty(), "failed scenarios:\n{failed:#?}");
     assert_eq!(out.status.code(), Some(0));
-    // Nothing of this eval's labs is left.
-    let left: Vec<String> = eval_namespaces()
-        .into_iter()
-        .filter(|n| !before.contains(n))
+    // Nothing of this eval's labs is left. Other labs (a concurrent eval, or one a killed
+    // run left behind) may exist: only the prefixes the scorecard names are this run's.
+    let prefixes: Vec<String> = scenarios
+        .iter()
+        .map(|s| {
+            let p = s["lab_prefix"]
+                .as_str()
+                .expect("lab_prefix in the scorecard");
+            format!("nl{p}-")
+        })
         .collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
-}
-
-/// Names of the namespaces that look like an eval lab's (`nlga<id>-<host>`).
-fn eval_namespaces() -> Vec<String> {
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&ns.stdout)
+    let left: Vec<String> = String::from_utf8_lossy(&ns.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with("nlga"))
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
         .map(str::to_string)
-        .collect()
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
