@@ -229,6 +229,10 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         key: "LLM_BASE_URL",
         description: "base URL of an OpenAI-compatible endpoint",
     },
+    KeySpec {
+        key: "INTERNET_PROBE_IP",
+        description: "an address standing for the internet when a complaint is about reaching it (routes and NSGs are evaluated toward it; nothing is sent)",
+    },
 ];
 
 /// True when `key` is one of [`KNOWN_KEYS`], or a `NETLAB_*` key that `netlab env` writes

@@ -188,9 +188,14 @@ impl Engine {
                     kinds: symptom.kinds.clone(),
                     ports: symptom.ports.clone(),
                     protocol: symptom.protocol,
+                    internet: false,
                 },
             });
         }
+        let internet_address = threads
+            .iter()
+            .any(|t| t.complaint.internet)
+            .then(|| crate::tools::internet_address(&ctx, &symptom.addresses));
         let state = SessionState {
             schema_version: STATE_SCHEMA_VERSION,
             session_id: ctx.session_id.as_str().to_string(),
@@ -212,6 +217,7 @@ impl Engine {
             status: SessionStatus::Running,
             expectations: ctx.expectations,
             usage: None,
+            internet_address,
         };
         let engine = Engine::resume(ctx, state);
         engine.save()?;

@@ -186,6 +186,11 @@ pub struct Complaint {
     pub ports: Vec<u16>,
     /// Protocol it implies.
     pub protocol: Option<Protocol>,
+    /// The complaint is about reaching the internet from the source VM ("all internet
+    /// lost"), not about the configured pair: its probes go toward the session's internet
+    /// address and only the source's side of the path is in question.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internet: bool,
 }
 
 /// A thread: one symptom investigated on its own. A cause found for one thread does not
@@ -612,4 +617,9 @@ pub struct SessionState {
     pub expectations: Expectations,
     /// LLM usage, when an LLM brain ran.
     pub usage: Option<Value>,
+    /// The address that stands for "the internet" when a complaint is about reaching it
+    /// (`INTERNET_PROBE_IP`, else an address the symptom names, else a documentation
+    /// address): routes and NSGs are evaluated toward it; nothing is sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_address: Option<String>,
 }

@@ -65,9 +65,12 @@ fn cancelled(e: &Engine) -> bool {
     e.ctx.cancel.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// A protocol and, for TCP/UDP, a port.
+type Probe = (Protocol, Option<u16>);
+
 /// The ports and protocols a thread is about (defaulting to the iperf port for a
 /// performance complaint, since that is what the measurement uses).
-fn thread_probes(t: &Thread) -> Vec<(Protocol, Option<u16>)> {
+fn thread_probes(t: &Thread) -> Vec<Probe> {
     let mut v = Vec::new();
     if t.complaint.protocol == Some(Protocol::Icmp) {
         v.push((Protocol::Icmp, None));
@@ -80,7 +83,11 @@ fn thread_probes(t: &Thread) -> Vec<(Protocol, Option<u16>)> {
         v.push((proto, Some(*p)));
     }
     if v.is_empty() {
-        v.push((Protocol::Tcp, Some(5001)));
+        // The internet is mostly HTTPS; between the VMs, the measurement's port.
+        v.push((
+            Protocol::Tcp,
+            Some(if t.complaint.internet { 443 } else { 5001 }),
+        ));
     }
     v
 }
@@ -117,12 +124,41 @@ fn complains_of_everything(t: &Thread) -> bool {
             })
 }
 
+/// A thread about a path from the source VM: to the destination VM, or to the internet.
 fn is_pair_thread(t: &Thread) -> bool {
     t.complaint
         .kinds
         .iter()
         .any(|k| k.is_connectivity() || k.is_performance())
         || t.complaint.kinds.is_empty()
+}
+
+/// A thread about the path between the two configured VMs.
+fn is_vm_pair_thread(t: &Thread) -> bool {
+    is_pair_thread(t) && !t.complaint.internet
+}
+
+/// A thread about reaching the internet from the source VM: only the source's side of
+/// the path (its NSGs outbound, its routes, its OS layer) is in question.
+fn is_internet_thread(t: &Thread) -> bool {
+    is_pair_thread(t) && t.complaint.internet
+}
+
+/// Whether a finding can concern an internet thread: it must be on the source VM (or on
+/// no VM), and a route must cover the internet address.
+fn concerns_internet(f: &Finding, src: &str, internet: Option<&str>) -> bool {
+    if f.vm.as_deref().is_some_and(|v| v != src) {
+        return false;
+    }
+    if f.layer == Layer::Route {
+        if let (Some(prefix), Some(addr)) = (attr_str(f, "prefix"), internet) {
+            use effective_network_inspector::net::{Addr, Prefix};
+            if let (Ok(p), Ok(a)) = (prefix.parse::<Prefix>(), addr.parse::<Addr>()) {
+                return p.contains(a);
+            }
+        }
+    }
+    true
 }
 
 fn attr_u64(f: &Finding, k: &str) -> Option<u64> {
@@ -133,8 +169,15 @@ fn attr_str<'a>(f: &'a Finding, k: &str) -> Option<&'a str> {
     f.attrs.get(k).and_then(Value::as_str)
 }
 
-/// Which threads a finding can explain.
-fn threads_for(f: &Finding, threads: &[Thread]) -> Vec<String> {
+/// Which threads a finding can explain. `src` is the source VM and `internet` the address
+/// an internet thread is evaluated toward.
+fn threads_for(f: &Finding, threads: &[Thread], src: &str, internet: Option<&str>) -> Vec<String> {
+    let threads: Vec<Thread> = threads
+        .iter()
+        .filter(|t| !is_internet_thread(t) || concerns_internet(f, src, internet))
+        .cloned()
+        .collect();
+    let threads = threads.as_slice();
     let proto = attr_str(f, "protocol").map(|p| p.to_ascii_lowercase());
     let port = attr_u64(f, "port").map(|p| p as u16);
     let mut out = Vec::new();
@@ -207,6 +250,10 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
     let threads = engine.state.threads.clone();
     let symptom = engine.state.symptom.clone();
     let pair = threads.iter().any(is_pair_thread);
+    // Between the two VMs (both ends in question) or only toward the internet (the
+    // source's side alone).
+    let vm_pair = threads.iter().any(is_vm_pair_thread);
+    let internet = engine.state.internet_address.clone();
     let compliance = symptom.kinds.contains(&SymptomKind::Compliance);
 
     if engine.state.steps.is_empty() {
@@ -234,49 +281,76 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                let hyps: Vec<(String, Layer, Option<&str>)> = vec![
-                    (
-                        format!("an NSG rule on the path denies {probes}"),
-                        Layer::Nsg,
-                        None,
-                    ),
-                    (
-                        format!("a route misdirects or blackholes traffic from {src} to {dst}"),
-                        Layer::Route,
-                        None,
-                    ),
-                    (
-                        format!("{dst}'s OS firewall blocks {probes}"),
-                        Layer::OsFirewall,
-                        Some(dst.as_str()),
-                    ),
-                    (
-                        format!("{src}'s OS firewall blocks {probes}"),
-                        Layer::OsFirewall,
-                        Some(src.as_str()),
-                    ),
-                    (
-                        format!(
-                            "traffic control on {src} (rate limit, delay, loss) degrades the path"
+                let inet = internet.as_deref().unwrap_or("the internet");
+                let internet_thread = t.complaint.internet;
+                let mut hyps: Vec<(String, Layer, Option<&str>)> = if internet_thread {
+                    vec![
+                        (
+                            format!("an NSG rule denies {src}'s outbound {probes} to the internet"),
+                            Layer::Nsg,
+                            Some(src.as_str()),
                         ),
-                        Layer::TrafficControl,
-                        Some(src.as_str()),
-                    ),
-                    (
-                        format!(
-                            "traffic control on {dst} (rate limit, delay, loss) degrades the path"
+                        (
+                            format!("a route misdirects or blackholes {src}'s traffic to the internet ({inet})"),
+                            Layer::Route,
+                            Some(src.as_str()),
                         ),
+                    ]
+                } else {
+                    vec![
+                        (
+                            format!("an NSG rule on the path denies {probes}"),
+                            Layer::Nsg,
+                            None,
+                        ),
+                        (
+                            format!("a route misdirects or blackholes traffic from {src} to {dst}"),
+                            Layer::Route,
+                            None,
+                        ),
+                    ]
+                };
+                // Both ends of the pair; the source alone toward the internet.
+                let ends: Vec<&str> = if internet_thread {
+                    vec![src.as_str()]
+                } else {
+                    vec![dst.as_str(), src.as_str()]
+                };
+                let out = if internet_thread { "outbound " } else { "" };
+                for vm in &ends {
+                    hyps.push((
+                        format!("{vm}'s OS firewall blocks {out}{probes}"),
+                        Layer::OsFirewall,
+                        Some(vm),
+                    ));
+                }
+                let what_degrades = if internet_thread {
+                    "its traffic"
+                } else {
+                    "the path"
+                };
+                for vm in ends.iter().rev() {
+                    hyps.push((
+                        format!("traffic control on {vm} (rate limit, delay, loss) degrades {what_degrades}"),
                         Layer::TrafficControl,
-                        Some(dst.as_str()),
-                    ),
-                ];
+                        Some(vm),
+                    ));
+                }
+                let scope = if internet_thread {
+                    format!("every layer on {src}'s side of its path to the internet")
+                } else {
+                    "every layer on both ends".to_string()
+                };
                 for (statement, layer, vm) in hyps {
                     engine.hypothesize(
                         &t.id,
                         &statement,
                         layer,
                         vm,
-                        &format!("thread {} (\"{}\"): every layer on both ends is a candidate until inspected", t.id, what),
+                        &format!(
+                            "thread {} (\"{}\"): {scope} is a candidate until inspected",
+                            t.id, what
+                        ),
                     );
                 }
             }
@@ -320,7 +394,7 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
             .iter()
             .any(|k| k.is_performance() || *k == SymptomKind::Intermittent)
     });
-    if pair {
+    if vm_pair {
         let test_type = if perf { "both" } else { "latency" };
         call(
             engine,
@@ -335,24 +409,40 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
 
     // 3. Control plane.
     let mut probes: Vec<(Protocol, Option<u16>)> = Vec::new();
+    let mut internet_probes: Vec<(Protocol, Option<u16>)> = Vec::new();
     for t in threads.iter().filter(|t| is_pair_thread(t)) {
+        let list = if t.complaint.internet {
+            &mut internet_probes
+        } else {
+            &mut probes
+        };
         for p in thread_probes(t) {
-            if !probes.contains(&p) {
-                probes.push(p);
+            if !list.contains(&p) {
+                list.push(p);
             }
         }
     }
-    for (proto, port) in &probes {
+    // Toward the internet address first (the source's outbound gates), then between the VMs.
+    let nsg_probes: Vec<(&Probe, Option<&String>)> = internet
+        .iter()
+        .flat_map(|a| internet_probes.iter().map(move |p| (p, Some(a))))
+        .chain(probes.iter().map(|p| (p, None)))
+        .collect();
+    for ((proto, port), address) in nsg_probes {
         let mut args = json!({"mode": "verdict", "protocol": proto.as_str()});
         if let Some(p) = port {
             args["port"] = json!(p);
         }
-        call(
-            engine,
-            "inspect_nsg",
-            args,
-            "control plane: NSG verdicts source→dest and dest→source for the flow in question",
-        );
+        let why = match address {
+            Some(a) => {
+                args["address"] = json!(a);
+                "control plane: the NSG verdict of the source's outbound gates toward the internet for the flow in question"
+            }
+            None => {
+                "control plane: NSG verdicts source→dest and dest→source for the flow in question"
+            }
+        };
+        call(engine, "inspect_nsg", args, why);
     }
     if compliance {
         call(
@@ -362,19 +452,31 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
             "compliance question: audit the permissive NSG rules of both VMs",
         );
     }
-    if pair {
+    if vm_pair {
         call(
             engine,
             "inspect_routes",
             json!({"vm": src}),
             "control plane: the route the source's NIC selects for the destination",
         );
+    }
+    if let (true, Some(addr)) = (!internet_probes.is_empty(), &internet) {
+        call(
+            engine,
+            "inspect_routes",
+            json!({"vm": src, "address": addr}),
+            "control plane: the route the source's NIC selects for the internet",
+        );
+    }
+    if pair {
         call(
             engine,
             "inspect_routes",
             json!({"vm": src, "mode": "audit"}),
             "control plane: every blackhole or dead-appliance route of the source's NIC, whatever the destination (a default route to a dead appliance breaks the internet, not the VNet)",
         );
+    }
+    if vm_pair {
         let (proto, port) = probes
             .first()
             .cloned()
@@ -394,14 +496,24 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
         return interrupted(engine);
     }
 
-    // 4. OS layer on both VMs.
+    // 4. OS layer on both VMs (on the source alone for the internet).
     if pair {
-        for vm in [&dst, &src] {
+        let vms: Vec<&String> = if vm_pair {
+            vec![&dst, &src]
+        } else {
+            vec![&src]
+        };
+        for vm in vms {
             let direction = if vm == &dst { "in" } else { "out" };
             // One read of the VM's ruleset and qdiscs answers every probe: the findings
             // come from the whole snapshot; the packet check is for the first probe.
             let mut args = json!({"vm": vm, "mode": "snapshot"});
-            if let Some((proto, port)) = probes.first() {
+            let first = if vm == &dst {
+                probes.first()
+            } else {
+                probes.first().or(internet_probes.first())
+            };
+            if let Some((proto, port)) = first {
                 args = json!({"vm": vm, "mode": "check", "protocol": proto.as_str(), "direction": direction});
                 if let Some(p) = port {
                     args["port"] = json!(p);
@@ -460,7 +572,7 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
         .any(|f| crate::model::is_degradation_kind(&f.kind));
     let slow_unexplained = perf && !degradation_found;
     let wire_asked = asks_for_the_wire(&symptom.text);
-    if pair
+    if vm_pair
         && !control_plane_blocks
         && !os_blocks
         && (connectivity || slow_unexplained || wire_asked)
@@ -575,6 +687,8 @@ fn aspects_for(layer: Layer) -> Vec<Aspect> {
 /// Attaches findings to hypotheses and resolves every open hypothesis.
 pub fn resolve(engine: &mut Engine) {
     let threads = engine.state.threads.clone();
+    let src = engine.state.source_vm.clone();
+    let internet = engine.state.internet_address.clone();
     // A drop inside a chain added since the baseline is the blocking change, even where it
     // only filters forwarded traffic (rated informational on its own): scenario O's Docker
     // isolation chains.
@@ -615,13 +729,13 @@ pub fn resolve(engine: &mut Engine) {
     let blocked: Vec<String> = causes
         .iter()
         .filter(|f| is_blocking(&f.kind))
-        .flat_map(|f| threads_for(f, &threads))
+        .flat_map(|f| threads_for(f, &threads, &src, internet.as_deref()))
         .collect();
     let mut extra_thread: Option<String> = None;
     let mut blocking_thread: Option<String> = None;
     for f in causes {
         let layer = hypothesis_layer(f);
-        let mut targets = threads_for(f, &threads);
+        let mut targets = threads_for(f, &threads, &src, internet.as_deref());
         // Shaping found while a blocking cause explains the complaint, and no performance
         // complaint was reported: a separate problem, investigated as its own thread (it
         // does not explain the reported failure, and it must not be lost).
@@ -645,6 +759,7 @@ pub fn resolve(engine: &mut Engine) {
                             kinds: vec![SymptomKind::Slow],
                             ports: vec![],
                             protocol: None,
+                            internet: false,
                         },
                         "shaping was found while a blocking cause already explains the reported complaint",
                     );
@@ -667,6 +782,7 @@ pub fn resolve(engine: &mut Engine) {
                             kinds: vec![SymptomKind::Unreachable],
                             ports: vec![],
                             protocol: None,
+                            internet: false,
                         },
                         "a blocking rule was found that no reported complaint covers",
                     );
@@ -806,15 +922,25 @@ pub fn resolve(engine: &mut Engine) {
         );
     }
     // Everything still open: refuted by the clean inspection, or unverifiable.
-    let open: Vec<(String, Layer, Option<String>)> = engine
+    let open: Vec<(String, Layer, Option<String>, bool)> = engine
         .state
         .hypotheses
         .iter()
         .filter(|h| !h.status.is_resolved())
-        .map(|h| (h.id.clone(), h.layer, h.vm.clone()))
+        .map(|h| {
+            let internet = threads
+                .iter()
+                .any(|t| t.id == h.thread && is_internet_thread(t));
+            (h.id.clone(), h.layer, h.vm.clone(), internet)
+        })
         .collect();
-    for (hid, layer, vm) in open {
-        let aspects = aspects_for(layer);
+    for (hid, layer, vm, internet) in open {
+        let mut aspects = aspects_for(layer);
+        if internet {
+            // Toward the internet only the source's outbound gates decide (nothing on the
+            // far end is an Azure NIC; replies pass the stateful NSGs).
+            aspects.retain(|a| *a != Aspect::NsgReturn);
+        }
         let mut evidence = Vec::new();
         let mut unverifiable = None;
         for a in &aspects {
@@ -933,6 +1059,7 @@ mod tests {
                 kinds,
                 ports,
                 protocol: None,
+                internet: text.contains("internet"),
             },
         }
     }
@@ -960,8 +1087,58 @@ mod tests {
         )
         .attr("port", 80)
         .attr("protocol", "tcp");
+        let threads_for = |f: &Finding, t: &[Thread]| threads_for(f, t, "source-vm", None);
         assert!(threads_for(&drop80, std::slice::from_ref(&all)).is_empty());
         assert_eq!(threads_for(&drop80, &[one]), vec!["T1".to_string()]);
+    }
+
+    #[test]
+    fn an_internet_thread_takes_only_the_source_side_and_routes_covering_it() {
+        let inet = thread("all internet lost", vec![SymptomKind::Unreachable], vec![]);
+        assert!(is_internet_thread(&inet) && !is_vm_pair_thread(&inet));
+        let route = |prefix: &str, vm: &str| {
+            Finding::new(
+                Layer::Route,
+                Some(vm),
+                "route_nva",
+                "rt/r",
+                "s",
+                "m",
+                Severity::High,
+            )
+            .attr("prefix", prefix)
+        };
+        let t = std::slice::from_ref(&inet);
+        let to = |f: &Finding| threads_for(f, t, "source-vm", Some("198.19.128.10"));
+        // The default route to a dead appliance explains it.
+        assert_eq!(to(&route("0.0.0.0/0", "source-vm")), vec!["T1".to_string()]);
+        // A route for the destination VM's /32 does not carry internet traffic.
+        assert!(to(&route("198.18.1.5/32", "source-vm")).is_empty());
+        // Nothing on the destination VM is on the way to the internet.
+        let dest_drop = Finding::new(
+            Layer::OsFirewall,
+            Some("dest-vm"),
+            "policy_drop",
+            "filter/INPUT",
+            "s",
+            "m",
+            Severity::High,
+        );
+        assert!(to(&dest_drop).is_empty());
+        let src_drop = Finding::new(
+            Layer::OsFirewall,
+            Some("source-vm"),
+            "policy_drop",
+            "filter/OUTPUT",
+            "s",
+            "m",
+            Severity::High,
+        );
+        assert_eq!(to(&src_drop), vec!["T1".to_string()]);
+        // The internet's default probe is HTTPS, the pair's the measurement port.
+        assert_eq!(thread_probes(&inet), vec![(Protocol::Tcp, Some(443))]);
+        let pair = thread("iperf hangs", vec![SymptomKind::Hangs], vec![]);
+        assert_eq!(thread_probes(&pair), vec![(Protocol::Tcp, Some(5001))]);
     }
 
     #[test]

@@ -313,9 +313,21 @@ fn root_causes_of(state: &SessionState) -> Vec<RootCause> {
             });
             continue;
         }
+        // One component found by two tools (the route lookup and the route audit) is one
+        // cause: its evidence joins.
+        let mut merged: Vec<(&Finding, Vec<String>)> = Vec::new();
         for f in causes {
+            match merged
+                .iter_mut()
+                .find(|(g, _)| g.kind == f.kind && g.component == f.component && g.vm == f.vm)
+            {
+                Some((_, ev)) => push_unique(ev, &f.evidence),
+                None => merged.push((f, f.evidence.clone())),
+            }
+        }
+        for (f, found_by) in merged {
             let mut evidence = Vec::new();
-            push_unique(&mut evidence, &f.evidence);
+            push_unique(&mut evidence, &found_by);
             push_unique(&mut evidence, &h.evidence);
             out.push(RootCause {
                 summary: f.summary.clone(),
@@ -337,6 +349,24 @@ fn root_causes_of(state: &SessionState) -> Vec<RootCause> {
     out
 }
 
+/// A final check that connects from `from` to `addr` on a port (`what` names the target).
+fn connect_check(
+    from: &str,
+    what: &str,
+    addr: &str,
+    protocol: Option<Protocol>,
+    port: u16,
+) -> (String, String) {
+    let udp = protocol == Some(Protocol::Udp);
+    (
+        format!(
+            "Connect from {from} to {what} on {}/{port} again.",
+            if udp { "udp" } else { "tcp" }
+        ),
+        format!("nc -vz{} -w 5 {addr} {port}", if udp { "u" } else { "" }),
+    )
+}
+
 /// The final verification commands: re-run what the symptom measured.
 fn final_checks(state: &SessionState) -> Vec<(String, String)> {
     let dest = state
@@ -345,7 +375,18 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
         .first()
         .cloned()
         .unwrap_or_else(|| state.dest_vm.clone());
-    let mut complaints: Vec<_> = state.threads.iter().map(|t| &t.complaint).collect();
+    // The reported complaints (or the one thread made of the whole symptom); threads the
+    // investigation opened for other problems carry their own verification in their fix.
+    let mut complaints: Vec<_> = if state.symptom.complaints.is_empty() {
+        state.threads.iter().take(1).map(|t| &t.complaint).collect()
+    } else {
+        state
+            .threads
+            .iter()
+            .map(|t| &t.complaint)
+            .filter(|c| state.symptom.complaints.contains(c))
+            .collect()
+    };
     if complaints.is_empty() {
         complaints = state.symptom.complaints.iter().collect();
     }
@@ -356,6 +397,36 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
         }
     };
     for c in complaints {
+        if c.internet {
+            // The internet from the source: the probe address stands for it.
+            let inet = state
+                .internet_address
+                .clone()
+                .unwrap_or_else(|| crate::tools::DEFAULT_INTERNET_PROBE_IP.to_string());
+            if c.protocol == Some(Protocol::Icmp) {
+                push(
+                    format!("Ping the internet ({inet}) from {} again.", state.source_vm),
+                    format!("ping -c 5 -W 2 {inet}"),
+                );
+                continue;
+            }
+            let ports = if c.ports.is_empty() {
+                vec![443]
+            } else {
+                c.ports.clone()
+            };
+            for p in ports {
+                let (action, command) = connect_check(
+                    &state.source_vm,
+                    &format!("the internet ({inet})"),
+                    &inet,
+                    c.protocol,
+                    p,
+                );
+                push(action, command);
+            }
+            continue;
+        }
         let throughput = c
             .kinds
             .iter()
@@ -383,19 +454,9 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
         }
         if c.protocol != Some(Protocol::Icmp) {
             for p in &c.ports {
-                let udp = c.protocol == Some(Protocol::Udp);
-                push(
-                    format!(
-                        "Connect from {} to {dest} on {}/{p} again.",
-                        state.source_vm,
-                        if udp { "udp" } else { "tcp" }
-                    ),
-                    if udp {
-                        format!("nc -vzu -w 5 {dest} {p}")
-                    } else {
-                        format!("nc -vz -w 5 {dest} {p}")
-                    },
-                );
+                let (action, command) =
+                    connect_check(&state.source_vm, &dest, &dest, c.protocol, *p);
+                push(action, command);
             }
         }
         let connectivity = c.kinds.iter().any(|k| k.is_connectivity());

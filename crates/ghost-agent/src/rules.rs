@@ -127,13 +127,41 @@ pub fn path_in_question(state: &SessionState) -> bool {
 }
 
 /// The coverage a conclusion needs: for a connectivity or performance symptom between two
-/// VMs, NSGs both ways, routes, and the firewall and traffic control of both VMs; nothing
-/// for a compliance-only symptom (or when the pair is not two distinct VMs).
+/// VMs, NSGs both ways, routes, and the firewall and traffic control of both VMs; when
+/// every path complaint is about reaching the internet, the source's side alone (its
+/// outbound NSG gates, routes, firewall and traffic control); nothing for a
+/// compliance-only symptom (or when the pair is not two distinct VMs).
 pub fn coverage_required(state: &SessionState) -> Vec<(Aspect, Option<String>)> {
     let src = state.source_vm.trim();
     let dst = state.dest_vm.trim();
     if src.is_empty() || dst.is_empty() || src == dst || !path_in_question(state) {
         return Vec::new();
+    }
+    // Every reported path complaint is about reaching the internet: the source's side
+    // alone (threads the investigation opened for other problems it found do not widen
+    // the question).
+    let reported = |t: &&crate::model::Thread| {
+        state.symptom.complaints.is_empty() || state.symptom.complaints.contains(&t.complaint)
+    };
+    let path_threads: Vec<&crate::model::Thread> = state
+        .threads
+        .iter()
+        .filter(reported)
+        .filter(|t| {
+            t.complaint.kinds.is_empty()
+                || t.complaint
+                    .kinds
+                    .iter()
+                    .any(|k| k.is_connectivity() || k.is_performance())
+        })
+        .collect();
+    if !path_threads.is_empty() && path_threads.iter().all(|t| t.complaint.internet) {
+        return vec![
+            (Aspect::NsgForward, None),
+            (Aspect::Routes, None),
+            (Aspect::Firewall, Some(src.to_string())),
+            (Aspect::TrafficControl, Some(src.to_string())),
+        ];
     }
     vec![
         (Aspect::NsgForward, None),

@@ -706,12 +706,39 @@ fn complaint_from(text: &str, lower: &str, start: usize, end: usize) -> Complain
     } else {
         None
     };
+    let internet = toward_internet(&lower[start..end], &kinds);
     Complaint {
         text: span_text,
         kinds,
         ports,
         protocol,
+        internet,
     }
+}
+
+/// A connectivity or performance complaint (or one of no recognised kind) about reaching the internet ("all internet
+/// lost", "no internet access", "cannot reach the internet", "internet is slow"). Traffic
+/// coming from the internet ("users from the internet cannot reach the site") is about the
+/// VM's inbound side, and exposure to it is a compliance question: neither counts.
+fn toward_internet(lower: &str, kinds: &[SymptomKind]) -> bool {
+    if !kinds.is_empty()
+        && !kinds
+            .iter()
+            .any(|k| k.is_connectivity() || k.is_performance())
+    {
+        return false;
+    }
+    let words: Vec<&str> = WORD.find_iter(lower).map(|m| m.as_str()).collect();
+    words.iter().enumerate().any(|(i, w)| {
+        *w == "internet"
+            && !matches!(
+                (
+                    i.checked_sub(2).map(|j| words[j]),
+                    i.checked_sub(1).map(|j| words[j])
+                ),
+                (_, Some("from")) | (Some("from"), Some("the"))
+            )
+    })
 }
 
 fn complaints_in(text: &str, lower: &str) -> Vec<Complaint> {
@@ -818,5 +845,33 @@ mod storage_tests {
         assert_eq!(s.complaints.len(), 2, "{s:#?}");
         assert!(!s.complaints[0].kinds.contains(&SymptomKind::Storage));
         assert!(s.complaints[1].kinds.contains(&SymptomKind::Storage));
+    }
+
+    #[test]
+    fn complaints_about_reaching_the_internet_are_marked() {
+        let internet = |t: &str| {
+            parse(t, "source-vm", "dest-vm")
+                .complaints
+                .iter()
+                .map(|c| c.internet)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(internet("all internet lost"), vec![true]);
+        assert_eq!(internet("no internet access from source-vm"), vec![true]);
+        assert_eq!(internet("the internet is slow since Tuesday"), vec![true]);
+        // Traffic from the internet is the VM's inbound side; exposure is compliance.
+        assert_eq!(
+            internet("users from the internet cannot reach the web server"),
+            vec![false]
+        );
+        assert_eq!(internet("is RDP exposed to the internet?"), vec![false]);
+        assert_eq!(internet("iperf to dest-vm hangs"), vec![false]);
+        // Phase 2 of the same story names no internet: a pair complaint.
+        assert_eq!(internet("HTTPS works, HTTP hangs"), vec![false]);
+        // Two complaints, one about the internet.
+        assert_eq!(
+            internet("dest-vm:8080 refused and the internet is unreachable"),
+            vec![false, true]
+        );
     }
 }

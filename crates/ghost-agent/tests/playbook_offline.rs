@@ -417,3 +417,151 @@ fn engine_keys_reach_the_engine_not_the_tool_and_denials_make_a_hypothesis_unver
         );
     }
 }
+
+#[test]
+fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet() {
+    // Scenario T's first phase: the default route goes to a dead appliance, and an OUTPUT
+    // drop of tcp/80 also sits on the source (a separate problem: one port cannot explain
+    // "all internet lost").
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let sid = "ghost_20261122T110000Z";
+    let calls: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let rec = |name: &'static str, calls: &Arc<Mutex<Vec<(String, serde_json::Value)>>>| {
+        let calls = calls.clone();
+        move |args: &serde_json::Value| {
+            calls.lock().unwrap().push((name.to_string(), args.clone()));
+        }
+    };
+    let (r_nsg, r_routes, r_os, r_other) = (
+        rec("inspect_nsg", &calls),
+        rec("inspect_routes", &calls),
+        rec("inspect_os_layer", &calls),
+        calls.clone(),
+    );
+    let tools: Vec<Box<dyn Tool>> = vec![
+        tool("inspect_nsg", move |args| {
+            r_nsg(args);
+            let mut r = ToolResult::ok(json!({"forward": {"verdict": "ALLOW"}}));
+            r.coverage = vec![inspected(Aspect::NsgForward, None)];
+            r
+        }),
+        tool("inspect_routes", move |args| {
+            r_routes(args);
+            let mut r = ToolResult::ok(json!({}));
+            r.coverage = vec![inspected(Aspect::Routes, None)];
+            if args["mode"] == "audit" {
+                r.findings = vec![Finding::new(
+                    Layer::Route,
+                    Some("source-vm"),
+                    "route_nva",
+                    "rt-default/default-via-nva",
+                    "route 0.0.0.0/0 goes to a dead appliance",
+                    "packets are lost",
+                    Severity::High,
+                )
+                .attr("prefix", "0.0.0.0/0")
+                .attr("route", "default-via-nva")
+                .with_remediation(Remediation {
+                    command: "az network route-table route delete -g rg-test --route-table-name rt-default -n default-via-nva".into(),
+                    run_on: "az".into(),
+                    explanation: "deletes the route".into(),
+                    verify: "inspect_routes again".into(),
+                })];
+            }
+            r
+        }),
+        os_layer(move |vm, args| {
+            r_os(args);
+            if vm != "source-vm" {
+                return vec![];
+            }
+            vec![Finding::new(
+                Layer::OsFirewall,
+                Some("source-vm"),
+                "iptables_drop",
+                "filter/OUTPUT #1",
+                "OUTPUT drops tcp/80",
+                "dropped",
+                Severity::High,
+            )
+            .attr("protocol", "tcp")
+            .attr("port", 80u64)
+            .attr("chain", "OUTPUT")]
+        }),
+        tool("run_pipe_meter", {
+            let c = r_other.clone();
+            move |a| {
+                c.lock().unwrap().push(("run_pipe_meter".into(), a.clone()));
+                ToolResult::ok(json!({}))
+            }
+        }),
+        tool("trace_reachability", move |a| {
+            r_other
+                .lock()
+                .unwrap()
+                .push(("trace_reachability".into(), a.clone()));
+            ToolResult::ok(json!({}))
+        }),
+    ];
+    let symptom = ghost_agent::symptom::parse("all internet lost", "source-vm", "dest-vm");
+    let e = concluded(dir.path(), sid, symptom, tools);
+    let inet = ghost_agent::tools::DEFAULT_INTERNET_PROBE_IP;
+    assert_eq!(e.state.internet_address.as_deref(), Some(inet));
+    let calls = calls.lock().unwrap().clone();
+    // Nothing between the VMs: no measurement, no trace, no look at dest-vm.
+    for (tool, args) in &calls {
+        assert!(
+            tool != "run_pipe_meter" && tool != "trace_reachability",
+            "{calls:#?}"
+        );
+        assert_ne!(args["vm"], "dest-vm", "{calls:#?}");
+    }
+    // The NSG verdict and the route are asked toward the internet address, on HTTPS.
+    assert!(calls
+        .iter()
+        .any(|(t, a)| t == "inspect_nsg" && a["address"] == inet && a["port"] == 443));
+    assert!(calls
+        .iter()
+        .any(|(t, a)| t == "inspect_routes" && a["address"] == inet));
+    // The hypotheses speak of the internet and of the source only.
+    for h in e.state.hypotheses.iter().filter(|h| h.thread == "T1") {
+        assert!(!h.statement.contains("dest-vm"), "{h:?}");
+        assert_ne!(h.vm.as_deref(), Some("dest-vm"), "{h:?}");
+    }
+    // The route explains the complaint; the port-80 drop is a separate thread.
+    let confirmed: Vec<&Hypothesis> = e
+        .state
+        .hypotheses
+        .iter()
+        .filter(|h| h.status == HypothesisStatus::Confirmed)
+        .collect();
+    let route = confirmed.iter().find(|h| h.layer == Layer::Route).unwrap();
+    assert_eq!(route.thread, "T1");
+    assert!(route.statement.contains("internet"), "{route:?}");
+    let drop = confirmed
+        .iter()
+        .find(|h| h.layer == Layer::OsFirewall)
+        .unwrap();
+    assert_ne!(drop.thread, "T1", "{confirmed:#?}");
+    // The NSG hypothesis is refuted by the forward verdict alone (no return to check).
+    let nsg = e
+        .state
+        .hypotheses
+        .iter()
+        .find(|h| h.thread == "T1" && h.layer == Layer::Nsg)
+        .unwrap();
+    assert_eq!(nsg.status, HypothesisStatus::Refuted, "{nsg:?}");
+    // The report's final check reaches the internet address, not dest-vm.
+    let report = ghost_agent::report::build_report(&e.state);
+    let finals: Vec<&str> = report
+        .recommended_actions
+        .iter()
+        .filter(|a| a.kind == ghost_agent::report::ActionKind::FinalVerify)
+        .map(|a| a.command.as_str())
+        .collect();
+    assert!(
+        finals.contains(&format!("nc -vz -w 5 {inet} 443").as_str()),
+        "{finals:?}"
+    );
+}

@@ -254,6 +254,7 @@ fn k_state() -> SessionState {
         status: SessionStatus::Concluded,
         expectations: Expectations::default(),
         usage: None,
+        internet_address: None,
     }
 }
 
@@ -632,4 +633,38 @@ fn approvals_are_counted_from_records() {
     r.count_approvals(&records);
     assert_eq!(r.approvals_asked, Some(2));
     assert!(render_report_md(&r).contains("2 approvals asked"));
+}
+
+#[test]
+fn one_component_found_twice_is_one_cause_and_added_threads_add_no_final_check() {
+    let mut st = k_state();
+    let before = build_report(&st);
+    // The tbf seen again by a second tool call: same kind, component and VM.
+    let mut again = st.findings.iter().find(|f| f.id == "F2").unwrap().clone();
+    again.id = "F9".into();
+    again.evidence = vec![aid(7)];
+    st.findings.push(again);
+    st.hypotheses[0].findings.push("F9".into());
+    // A thread the investigation opened for another problem it found.
+    st.threads.push(Thread {
+        id: "T3".into(),
+        complaint: ghost_agent::model::Complaint {
+            text: "blocking rule found beyond the reported complaints".into(),
+            kinds: vec![ghost_agent::model::SymptomKind::Unreachable],
+            ports: vec![],
+            protocol: None,
+            internet: false,
+        },
+    });
+    let r = build_report(&st);
+    let tbf: Vec<_> = r
+        .root_causes
+        .iter()
+        .filter(|c| c.kind == "tbf_rate")
+        .collect();
+    assert_eq!(tbf.len(), 1, "{:#?}", r.root_causes);
+    assert_eq!(tbf[0].finding.as_deref(), Some("F2"));
+    assert!(tbf[0].evidence.contains(&aid(4)) && tbf[0].evidence.contains(&aid(7)));
+    assert_eq!(r.root_causes.len(), before.root_causes.len());
+    assert_eq!(r.recommended_actions, before.recommended_actions);
 }

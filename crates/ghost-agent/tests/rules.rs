@@ -52,6 +52,7 @@ fn state(text: &str) -> SessionState {
         status: SessionStatus::Running,
         expectations: Expectations::default(),
         usage: None,
+        internet_address: None,
     }
 }
 
@@ -309,6 +310,25 @@ fn coverage_required_by_symptom_kind() {
         assert!(all.contains(&(a, vm.map(str::to_string))), "{a:?} {vm:?}");
     }
     assert_eq!(coverage_required(&state("file transfers crawl")).len(), 7);
+    // The internet from the source: the source's side alone (no return gate, no dest).
+    let inet = coverage_required(&state("all internet lost"));
+    assert_eq!(
+        inet,
+        vec![
+            (Aspect::NsgForward, None),
+            (Aspect::Routes, None),
+            (Aspect::Firewall, Some(SRC.to_string())),
+            (Aspect::TrafficControl, Some(SRC.to_string())),
+        ]
+    );
+    // With a complaint between the VMs as well, both ends again.
+    assert_eq!(
+        coverage_required(&state(
+            "dest:8080 is refused and the internet is unreachable"
+        ))
+        .len(),
+        7
+    );
     assert_eq!(coverage_required(&state("latency spiked")).len(), 7);
     assert!(
         coverage_required(&state("compliance question: what is this VM exposed to?")).is_empty()

@@ -1336,6 +1336,10 @@ pub fn config_env(lab: &Lab) -> String {
     if lab.st.storage_ns.is_some() {
         lines.push(format!("NETLAB_STORAGE_ENDPOINT=http://{STORAGE_IP}"));
     }
+    if lab.st.internet_ns.is_some() {
+        // What an investigator evaluates "the internet" toward (routes, NSGs).
+        lines.push(format!("INTERNET_PROBE_IP={INTERNET_IP}"));
+    }
     lines.join("\n") + "\n"
 }
 

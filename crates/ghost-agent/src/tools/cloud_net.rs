@@ -361,6 +361,15 @@ fn combine(a: FinalVerdict, b: FinalVerdict) -> FinalVerdict {
     }
 }
 
+/// The NSGs of a VM's NIC with their gate (`name (nic|subnet)`).
+fn nsg_names(v: &VmNet) -> Vec<String> {
+    v.nic
+        .nsgs
+        .iter()
+        .map(|n| format!("{} ({})", n.nsg, n.association.as_str()))
+        .collect()
+}
+
 /// The `inspect_nsg` verdict: source → dest (source outbound, then dest inbound) and
 /// dest → source (dest outbound, then source inbound) for the flow.
 pub fn nsg_verdicts(
@@ -428,8 +437,89 @@ pub fn nsg_verdicts(
             "note": "traffic initiated by dest; replies to an allowed forward flow pass regardless (NSGs are stateful)",
         },
         "nsgs": {
-            src.vm.clone(): src.nic.nsgs.iter().map(|n| format!("{} ({})", n.nsg, n.association.as_str())).collect::<Vec<_>>(),
-            dst.vm.clone(): dst.nic.nsgs.iter().map(|n| format!("{} ({})", n.nsg, n.association.as_str())).collect::<Vec<_>>(),
+            src.vm.clone(): nsg_names(src),
+            dst.vm.clone(): nsg_names(dst),
+        },
+        "findings": findings.len(),
+    });
+    Ok(ToolResult {
+        ok: true,
+        summary,
+        findings,
+        coverage,
+        ..Default::default()
+    })
+}
+
+/// The `inspect_nsg` verdict toward an address outside the pair (`address`: "the
+/// internet" of a complaint, or any external host): the source's outbound gates (NIC and
+/// subnet NSG) decide; the far end is no NIC of the resource group, so no inbound gate of
+/// Azure applies and only the forward direction is marked.
+pub fn nsg_address_verdict(
+    src: &VmNet,
+    address: &str,
+    spec: FlowSpec,
+    rg: &str,
+) -> Result<ToolResult, String> {
+    let sip = src.ipv4()?;
+    let dip: Addr = address
+        .trim()
+        .parse()
+        .map_err(|_| format!("inspect_nsg: address {address:?} is not an IP address"))?;
+    let snsg = NicNsgs::new(&src.nic.nsgs).map_err(|e| format!("NSGs of {}: {e}", src.vm))?;
+    let v = snsg.evaluate(&Flow {
+        direction: Direction::Outbound,
+        src: sip,
+        dst: dip,
+        src_port: None,
+        dst_port: spec.port,
+        proto: spec.proto,
+    });
+    let again = match spec.port {
+        Some(p) => format!(
+            "inspect_nsg {{\"port\": {p}, \"protocol\": \"{}\", \"address\": \"{}\"}} again: the verdict must be ALLOW",
+            spec.proto,
+            address.trim()
+        ),
+        None => format!(
+            "inspect_nsg {{\"protocol\": \"{}\", \"address\": \"{}\"}} again: the verdict must be ALLOW",
+            spec.proto,
+            address.trim()
+        ),
+    };
+    let findings: Vec<Finding> = deny_finding(&src.vm, &v, rg, "nsg_deny")
+        .into_iter()
+        .map(|mut f| {
+            if let Some(r) = f.remediation.as_mut() {
+                r.verify = again.clone();
+            }
+            f
+        })
+        .collect();
+    let coverage = vec![mark(
+        Aspect::NsgForward,
+        match v.final_verdict {
+            FinalVerdict::Indeterminate => CoverageState::Unverifiable {
+                reason: format!("the effective NSGs cannot decide the flow: {}", v.reason),
+            },
+            _ => inspected(),
+        },
+    )];
+    let summary = json!({
+        "mode": "verdict",
+        "flow": {
+            "source": format!("{} {}", src.vm, sip),
+            "dest": address.trim(),
+            "protocol": spec.proto.to_string(),
+            "port": spec.port,
+        },
+        "forward": {
+            "verdict": v.final_verdict,
+            "source_outbound": verdict_view(&v),
+            "note": "the destination is no NIC of the resource group: only the source's outbound gates (NIC and subnet NSG) apply",
+        },
+        "nsgs": {
+            src.vm.clone(): nsg_names(src),
         },
         "findings": findings.len(),
     });
@@ -587,7 +677,7 @@ impl Tool for InspectNsg {
     }
 
     fn description(&self) -> &'static str {
-        "NSG verdicts from the effective NSGs of both VMs' NICs (NIC and subnet gates): mode verdict (default) answers source->dest (source outbound then dest inbound) and dest->source for a port/protocol, naming the deciding rule and priority; mode audit lists permissive rules (management/database ports or wide ranges open to any source or Internet)."
+        "NSG verdicts from the effective NSGs of both VMs' NICs (NIC and subnet gates): mode verdict (default) answers source->dest (source outbound then dest inbound) and dest->source for a port/protocol, naming the deciding rule and priority; with `address` (an internet or other external address) it answers the source's outbound gates toward that address; mode audit lists permissive rules (management/database ports or wide ranges open to any source or Internet)."
     }
 
     fn input_schema(&self) -> Value {
@@ -597,6 +687,7 @@ impl Tool for InspectNsg {
                 "mode": {"type": "string", "enum": ["verdict", "audit"]},
                 "source_vm": {"type": "string"},
                 "dest_vm": {"type": "string"},
+                "address": {"type": "string", "description": "verdict toward this IP address (outside the pair, e.g. the internet) instead of dest_vm"},
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "protocol": {"type": "string", "enum": ["tcp", "udp", "icmp"]}
             },
@@ -609,9 +700,17 @@ impl Tool for InspectNsg {
             let a = Args::new(
                 self.name(),
                 args,
-                &["mode", "source_vm", "dest_vm", "port", "protocol"],
+                &[
+                    "mode",
+                    "source_vm",
+                    "dest_vm",
+                    "address",
+                    "port",
+                    "protocol",
+                ],
             )
             .map_err(fail)?;
+            let address = a.str("address").map_err(fail)?;
             let mode = a.str("mode").map_err(fail)?;
             let rg = resource_group(ctx).map_err(fail)?;
             let src_name = a.str("source_vm").map_err(fail)?;
@@ -619,7 +718,15 @@ impl Tool for InspectNsg {
             match mode.as_deref().unwrap_or("verdict") {
                 "verdict" => {
                     let spec = parse_flow(self.name(), &a).map_err(fail)?;
+                    if let (Some(addr), Some(_)) = (&address, &dst_name) {
+                        return Err(fail(format!(
+                            "inspect_nsg: give either dest_vm or address ({addr}), not both"
+                        )));
+                    }
                     let s = live_vm(ctx, &src_name.unwrap_or_else(|| ctx.source_vm()))?;
+                    if let Some(addr) = address {
+                        return nsg_address_verdict(&s, &addr, spec, &rg).map_err(fail);
+                    }
                     let d = live_vm(ctx, &dst_name.unwrap_or_else(|| ctx.dest_vm()))?;
                     nsg_verdicts(&s, &d, spec, &rg).map_err(fail)
                 }

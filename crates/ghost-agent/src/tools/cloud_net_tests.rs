@@ -393,3 +393,51 @@ fn route_audit_finds_a_default_route_to_a_dead_appliance() {
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert_eq!(r.summary["routes"], 2);
 }
+
+#[test]
+fn verdict_toward_an_internet_address_reads_the_source_outbound_gates_only() {
+    let inet = "203.0.113.10";
+    // Azure's AllowInternetOutBound lets HTTPS out: no finding, the forward gate covered.
+    let r = nsg_address_verdict(&source(), inet, tcp(443), "rg").unwrap();
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.summary["forward"]["verdict"], "ALLOW");
+    assert!(r.summary["forward"]["source_outbound"]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("AllowInternetOutBound"));
+    assert_eq!(r.summary["flow"]["dest"], inet);
+    let aspects: Vec<Aspect> = r.coverage.iter().map(|m| m.aspect).collect();
+    assert_eq!(aspects, vec![Aspect::NsgForward]);
+    // A deny of outbound Internet traffic above it (expanded as the fixture's default rule
+    // is) is the finding, with its inverse.
+    let mut nsg: serde_json::Value = serde_json::from_str(&fixture("source-nsg.json")).unwrap();
+    let rules = nsg["networkSecurityGroups"][0]["effectiveSecurityRules"]
+        .as_array_mut()
+        .unwrap();
+    rules.insert(
+        0,
+        json!({
+            "name": "securityRules/deny-internet-out", "priority": 150,
+            "direction": "Outbound", "access": "Deny", "protocol": "All",
+            "sourceAddressPrefix": "0.0.0.0/0", "sourceAddressPrefixes": ["0.0.0.0/0"],
+            "destinationAddressPrefix": "Internet", "destinationAddressPrefixes": ["Internet"],
+            "expandedDestinationAddressPrefix": ["0.0.0.0/0"],
+            "sourcePortRange": "0-65535", "sourcePortRanges": ["0-65535"],
+            "destinationPortRange": "0-65535", "destinationPortRanges": ["0-65535"]
+        }),
+    );
+    let mut src = source();
+    src.nic.nsgs = nsgs_from_json(&nsg.to_string()).unwrap();
+    let r = nsg_address_verdict(&src, inet, tcp(443), "rg").unwrap();
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.summary);
+    let f = &r.findings[0];
+    assert_eq!(f.kind, "nsg_deny");
+    assert_eq!(f.vm.as_deref(), Some("source-vm"));
+    assert_eq!(f.attrs["rule"], "deny-internet-out");
+    assert_eq!(f.attrs["address"], inet);
+    let rem = f.remediation.as_ref().unwrap();
+    assert!(rem.command.contains("nsg rule delete"), "{rem:?}");
+    assert!(rem.verify.contains(inet), "{rem:?}");
+    // An address that is none is refused, not evaluated.
+    assert!(nsg_address_verdict(&source(), "the-internet", tcp(443), "rg").is_err());
+}

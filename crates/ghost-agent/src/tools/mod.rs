@@ -71,6 +71,35 @@ impl ToolContext {
     }
 }
 
+/// A documentation address (RFC 5737 TEST-NET-3) standing for "the internet" when nothing
+/// better is known: outside every private and VNet range, so Azure's system route
+/// `0.0.0.0/0` and the NSG `Internet` tag decide it. Only evaluated, never sent to.
+pub const DEFAULT_INTERNET_PROBE_IP: &str = "203.0.113.10";
+
+/// The address an internet complaint's probes are evaluated toward: `INTERNET_PROBE_IP`
+/// from the configuration (netlab's config.env names its internet host), else the first
+/// address the symptom names that is neither VM's, else [`DEFAULT_INTERNET_PROBE_IP`].
+pub fn internet_address(ctx: &ToolContext, symptom_addresses: &[String]) -> String {
+    if let Some(ip) = ctx
+        .settings
+        .get("INTERNET_PROBE_IP")
+        .filter(|v| v.trim().parse::<std::net::IpAddr>().is_ok())
+    {
+        return ip.trim().to_string();
+    }
+    let vm_ips: Vec<String> = [&ctx.env.source, &ctx.env.dest]
+        .iter()
+        .flat_map(|v| [v.private_ip, v.public_ip])
+        .flatten()
+        .map(|ip| ip.to_string())
+        .collect();
+    symptom_addresses
+        .iter()
+        .find(|a| !vm_ips.contains(a) && a.parse::<std::net::IpAddr>().is_ok())
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_INTERNET_PROBE_IP.to_string())
+}
+
 /// One tool.
 pub trait Tool: Send + Sync {
     /// Its name (what the brain calls).

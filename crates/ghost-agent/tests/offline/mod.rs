@@ -98,6 +98,7 @@ pub fn complaint(
         kinds: kinds.to_vec(),
         ports: ports.to_vec(),
         protocol,
+        internet: false,
     }
 }
 
