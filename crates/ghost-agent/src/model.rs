@@ -622,4 +622,16 @@ pub struct SessionState {
     /// address): routes and NSGs are evaluated toward it; nothing is sent to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internet_address: Option<String>,
+    /// The VM whose way to the internet is in question: the destination VM when the
+    /// symptom names it alone ("dest-vm has no internet"), else the source VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_vm: Option<String>,
+}
+
+impl SessionState {
+    /// The VM an internet complaint is about ([`SessionState::internet_vm`], else the
+    /// source VM).
+    pub fn internet_side(&self) -> &str {
+        self.internet_vm.as_deref().unwrap_or(&self.source_vm)
+    }
 }

@@ -144,10 +144,10 @@ fn is_internet_thread(t: &Thread) -> bool {
     is_pair_thread(t) && t.complaint.internet
 }
 
-/// Whether a finding can concern an internet thread: it must be on the source VM (or on
-/// no VM), and a route must cover the internet address.
-fn concerns_internet(f: &Finding, src: &str, internet: Option<&str>) -> bool {
-    if f.vm.as_deref().is_some_and(|v| v != src) {
+/// Whether a finding can concern an internet thread: it must be on the VM whose internet
+/// is in question (or on no VM), and a route must cover the internet address.
+fn concerns_internet(f: &Finding, side: &str, internet: Option<&str>) -> bool {
+    if f.vm.as_deref().is_some_and(|v| v != side) {
         return false;
     }
     if f.layer == Layer::Route {
@@ -169,12 +169,12 @@ fn attr_str<'a>(f: &'a Finding, k: &str) -> Option<&'a str> {
     f.attrs.get(k).and_then(Value::as_str)
 }
 
-/// Which threads a finding can explain. `src` is the source VM and `internet` the address
-/// an internet thread is evaluated toward.
-fn threads_for(f: &Finding, threads: &[Thread], src: &str, internet: Option<&str>) -> Vec<String> {
+/// Which threads a finding can explain. `side` is the VM whose internet is in question and
+/// `internet` the address an internet thread is evaluated toward.
+fn threads_for(f: &Finding, threads: &[Thread], side: &str, internet: Option<&str>) -> Vec<String> {
     let threads: Vec<Thread> = threads
         .iter()
-        .filter(|t| !is_internet_thread(t) || concerns_internet(f, src, internet))
+        .filter(|t| !is_internet_thread(t) || concerns_internet(f, side, internet))
         .cloned()
         .collect();
     let threads = threads.as_slice();
@@ -199,7 +199,9 @@ fn threads_for(f: &Finding, threads: &[Thread], src: &str, internet: Option<&str
                         || (t.complaint.ports.is_empty()
                             && tproto != Some(Protocol::Icmp)
                             && is_pair_thread(t)
-                            && !complains_of_everything(t))
+                            && !complains_of_everything(t)
+                            // "No internet" is not one port's failure either.
+                            && !t.complaint.internet)
                 }
                 // A drop of everything (policy, route, blackhole) explains every pair thread.
                 _ => is_pair_thread(t) || t.complaint.kinds.contains(&SymptomKind::AfterChange),
@@ -254,6 +256,9 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
     // source's side alone).
     let vm_pair = threads.iter().any(is_vm_pair_thread);
     let internet = engine.state.internet_address.clone();
+    // The VM whose way to the internet is in question (the source unless the symptom
+    // names the destination alone).
+    let side = engine.state.internet_side().to_string();
     let compliance = symptom.kinds.contains(&SymptomKind::Compliance);
 
     if engine.state.steps.is_empty() {
@@ -286,14 +291,14 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
                 let mut hyps: Vec<(String, Layer, Option<&str>)> = if internet_thread {
                     vec![
                         (
-                            format!("an NSG rule denies {src}'s outbound {probes} to the internet"),
+                            format!("an NSG rule denies {side}'s outbound {probes} to the internet"),
                             Layer::Nsg,
-                            Some(src.as_str()),
+                            Some(side.as_str()),
                         ),
                         (
-                            format!("a route misdirects or blackholes {src}'s traffic to the internet ({inet})"),
+                            format!("a route misdirects or blackholes {side}'s traffic to the internet ({inet})"),
                             Layer::Route,
-                            Some(src.as_str()),
+                            Some(side.as_str()),
                         ),
                     ]
                 } else {
@@ -312,7 +317,7 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
                 };
                 // Both ends of the pair; the source alone toward the internet.
                 let ends: Vec<&str> = if internet_thread {
-                    vec![src.as_str()]
+                    vec![side.as_str()]
                 } else {
                     vec![dst.as_str(), src.as_str()]
                 };
@@ -337,7 +342,7 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
                     ));
                 }
                 let scope = if internet_thread {
-                    format!("every layer on {src}'s side of its path to the internet")
+                    format!("every layer on {side}'s side of its path to the internet")
                 } else {
                     "every layer on both ends".to_string()
                 };
@@ -436,7 +441,10 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
         let why = match address {
             Some(a) => {
                 args["address"] = json!(a);
-                "control plane: the NSG verdict of the source's outbound gates toward the internet for the flow in question"
+                if side != src {
+                    args["source_vm"] = json!(side);
+                }
+                "control plane: the NSG verdict of the outbound gates toward the internet for the flow in question"
             }
             None => {
                 "control plane: NSG verdicts source→dest and dest→source for the flow in question"
@@ -460,20 +468,29 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
             "control plane: the route the source's NIC selects for the destination",
         );
     }
-    if let (true, Some(addr)) = (!internet_probes.is_empty(), &internet) {
+    let toward_internet = !internet_probes.is_empty();
+    if let (true, Some(addr)) = (toward_internet, &internet) {
         call(
             engine,
             "inspect_routes",
-            json!({"vm": src, "address": addr}),
-            "control plane: the route the source's NIC selects for the internet",
+            json!({"vm": side, "address": addr}),
+            &format!("control plane: the route {side}'s NIC selects for the internet"),
         );
     }
-    if pair {
+    // Route audits of the NICs in question: the source's, and the VM whose internet is.
+    let mut audited: Vec<&String> = Vec::new();
+    if vm_pair || (toward_internet && side == src) {
+        audited.push(&src);
+    }
+    if toward_internet && side != src {
+        audited.push(&side);
+    }
+    for vm in audited {
         call(
             engine,
             "inspect_routes",
-            json!({"vm": src, "mode": "audit"}),
-            "control plane: every blackhole or dead-appliance route of the source's NIC, whatever the destination (a default route to a dead appliance breaks the internet, not the VNet)",
+            json!({"vm": vm, "mode": "audit"}),
+            &format!("control plane: every blackhole or dead-appliance route of {vm}'s NIC, whatever the destination (a default route to a dead appliance breaks the internet, not the VNet)"),
         );
     }
     if vm_pair {
@@ -498,20 +515,19 @@ pub fn run(engine: &mut Engine, opts: &PlaybookOptions) -> PlaybookOutcome {
 
     // 4. OS layer on both VMs (on the source alone for the internet).
     if pair {
-        let vms: Vec<&String> = if vm_pair {
-            vec![&dst, &src]
-        } else {
-            vec![&src]
-        };
+        let mut vms: Vec<&String> = if vm_pair { vec![&dst, &src] } else { vec![] };
+        if toward_internet && !vms.contains(&&side) {
+            vms.push(&side);
+        }
         for vm in vms {
-            let direction = if vm == &dst { "in" } else { "out" };
+            let direction = if vm == &dst && vm_pair { "in" } else { "out" };
             // One read of the VM's ruleset and qdiscs answers every probe: the findings
             // come from the whole snapshot; the packet check is for the first probe.
             let mut args = json!({"vm": vm, "mode": "snapshot"});
-            let first = if vm == &dst {
+            let first = if vm_pair {
                 probes.first()
             } else {
-                probes.first().or(internet_probes.first())
+                internet_probes.first()
             };
             if let Some((proto, port)) = first {
                 args = json!({"vm": vm, "mode": "check", "protocol": proto.as_str(), "direction": direction});
@@ -687,7 +703,7 @@ fn aspects_for(layer: Layer) -> Vec<Aspect> {
 /// Attaches findings to hypotheses and resolves every open hypothesis.
 pub fn resolve(engine: &mut Engine) {
     let threads = engine.state.threads.clone();
-    let src = engine.state.source_vm.clone();
+    let side = engine.state.internet_side().to_string();
     let internet = engine.state.internet_address.clone();
     // A drop inside a chain added since the baseline is the blocking change, even where it
     // only filters forwarded traffic (rated informational on its own): scenario O's Docker
@@ -729,13 +745,13 @@ pub fn resolve(engine: &mut Engine) {
     let blocked: Vec<String> = causes
         .iter()
         .filter(|f| is_blocking(&f.kind))
-        .flat_map(|f| threads_for(f, &threads, &src, internet.as_deref()))
+        .flat_map(|f| threads_for(f, &threads, &side, internet.as_deref()))
         .collect();
     let mut extra_thread: Option<String> = None;
     let mut blocking_thread: Option<String> = None;
     for f in causes {
         let layer = hypothesis_layer(f);
-        let mut targets = threads_for(f, &threads, &src, internet.as_deref());
+        let mut targets = threads_for(f, &threads, &side, internet.as_deref());
         // Shaping found while a blocking cause explains the complaint, and no performance
         // complaint was reported: a separate problem, investigated as its own thread (it
         // does not explain the reported failure, and it must not be lost).

@@ -368,7 +368,8 @@ fn connect_check(
 }
 
 /// The final verification commands: re-run what the symptom measured.
-fn final_checks(state: &SessionState) -> Vec<(String, String)> {
+/// Each is (action, command, where to run it).
+fn final_checks(state: &SessionState) -> Vec<(String, String, String)> {
     let dest = state
         .symptom
         .addresses
@@ -391,6 +392,9 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
         complaints = state.symptom.complaints.iter().collect();
     }
     let mut out: Vec<(String, String)> = Vec::new();
+    // Checks of the internet run on the VM whose internet it is.
+    let mut internet_checks: Vec<(String, String)> = Vec::new();
+    let side = state.internet_side();
     let mut push = |action: String, command: String| {
         if !out.iter().any(|(_, c)| *c == command) {
             out.push((action, command));
@@ -398,32 +402,42 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
     };
     for c in complaints {
         if c.internet {
-            // The internet from the source: the probe address stands for it.
+            // The probe address stands for the internet.
             let inet = state
                 .internet_address
                 .clone()
                 .unwrap_or_else(|| crate::tools::DEFAULT_INTERNET_PROBE_IP.to_string());
-            if c.protocol == Some(Protocol::Icmp) {
-                push(
-                    format!("Ping the internet ({inet}) from {} again.", state.source_vm),
+            let checks: Vec<(String, String)> = if c.protocol == Some(Protocol::Icmp) {
+                vec![(
+                    format!("Ping the internet ({inet}) from {side} again."),
                     format!("ping -c 5 -W 2 {inet}"),
-                );
-                continue;
-            }
-            let ports = if c.ports.is_empty() {
-                vec![443]
-            } else {
-                c.ports.clone()
-            };
-            for p in ports {
-                let (action, command) = connect_check(
-                    &state.source_vm,
+                )]
+            } else if c.ports.is_empty() {
+                vec![connect_check(
+                    side,
                     &format!("the internet ({inet})"),
                     &inet,
                     c.protocol,
-                    p,
-                );
-                push(action, command);
+                    443,
+                )]
+            } else {
+                c.ports
+                    .iter()
+                    .map(|p| {
+                        connect_check(
+                            side,
+                            &format!("the internet ({inet})"),
+                            &inet,
+                            c.protocol,
+                            *p,
+                        )
+                    })
+                    .collect()
+            };
+            for (action, command) in checks {
+                if !internet_checks.iter().any(|(_, x)| *x == command) {
+                    internet_checks.push((action, command));
+                }
             }
             continue;
         }
@@ -467,7 +481,7 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
             );
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && internet_checks.is_empty() {
         out.push((
             format!(
                 "Re-run the measurement from {} to {} and compare it with the baseline or the expectations.",
@@ -476,7 +490,14 @@ fn final_checks(state: &SessionState) -> Vec<(String, String)> {
             "pipe-meter --config config.env --test-type both".to_string(),
         ));
     }
-    out
+    internet_checks
+        .into_iter()
+        .map(|(a, c)| (a, c, side.to_string()))
+        .chain(
+            out.into_iter()
+                .map(|(a, c)| (a, c, state.source_vm.clone())),
+        )
+        .collect()
 }
 
 fn actions_of(state: &SessionState, causes: &[RootCause]) -> Vec<Action> {
@@ -540,13 +561,13 @@ fn actions_of(state: &SessionState, causes: &[RootCause]) -> Vec<Action> {
         }
     }
     if !fixes.is_empty() {
-        for (action, command) in final_checks(state) {
+        for (action, command, run_on) in final_checks(state) {
             actions.push(Action {
                 order: next(),
                 kind: ActionKind::FinalVerify,
                 action,
                 command,
-                run_on: state.source_vm.clone(),
+                run_on,
                 inverse_of: None,
                 verify: None,
             });

@@ -128,7 +128,7 @@ pub fn path_in_question(state: &SessionState) -> bool {
 
 /// The coverage a conclusion needs: for a connectivity or performance symptom between two
 /// VMs, NSGs both ways, routes, and the firewall and traffic control of both VMs; when
-/// every path complaint is about reaching the internet, the source's side alone (its
+/// every path complaint is about reaching the internet, that VM's side alone (its
 /// outbound NSG gates, routes, firewall and traffic control); nothing for a
 /// compliance-only symptom (or when the pair is not two distinct VMs).
 pub fn coverage_required(state: &SessionState) -> Vec<(Aspect, Option<String>)> {
@@ -156,11 +156,12 @@ pub fn coverage_required(state: &SessionState) -> Vec<(Aspect, Option<String>)> 
         })
         .collect();
     if !path_threads.is_empty() && path_threads.iter().all(|t| t.complaint.internet) {
+        let side = state.internet_side().trim().to_string();
         return vec![
             (Aspect::NsgForward, None),
             (Aspect::Routes, None),
-            (Aspect::Firewall, Some(src.to_string())),
-            (Aspect::TrafficControl, Some(src.to_string())),
+            (Aspect::Firewall, Some(side.clone())),
+            (Aspect::TrafficControl, Some(side)),
         ];
     }
     vec![

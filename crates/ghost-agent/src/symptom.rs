@@ -203,7 +203,7 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"\d+"));
 /// Kind keyword patterns (over the lower-cased text).
 static UNREACHABLE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:unreachable|cannot|can't|cant|can not|unable|could not|couldn't|not reachable|no route|no connectivity|timed out|times out|timeout|timeouts|time out|fail|fails|failing|failed|failure|failures|broken|breaks|down|lost|total loss|no response|not responding|doesn't respond|does not respond|not working|doesn't work|does not work|don't work|stopped working|blocked|no longer|dead)\b",
+        r"\b(?:unreachable|cannot|can't|cant|can not|unable|could not|couldn't|not reachable|no route|no connectivity|no internet|no network|no access|no internet access|no outbound|timed out|times out|timeout|timeouts|time out|fail|fails|failing|failed|failure|failures|broken|breaks|down|lost|total loss|no response|not responding|doesn't respond|does not respond|not working|doesn't work|does not work|don't work|stopped working|blocked|no longer|dead)\b",
     )
 });
 static REFUSED: LazyLock<Regex> =
@@ -297,7 +297,8 @@ pub fn parse(text: &str, source_vm: &str, dest_vm: &str) -> Symptom {
 
 /// The kinds named by a piece of text, most specific first.
 ///
-/// - unreachable: `unreachable`, `cannot …`/`can't …`/`unable`, `no route`, `timed out`,
+/// - unreachable: `unreachable`, `cannot …`/`can't …`/`unable`, `no route`, `no internet`,
+///   `no access`, `no outbound`, `timed out`,
 ///   `fails`/`failing`/`failures`, `broken`, `down`, `lost`, `total loss`, `not working`,
 ///   `blocked`, ...
 /// - refused: `refused`, `rejected`/`reject`.
@@ -857,6 +858,9 @@ mod storage_tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(internet("all internet lost"), vec![true]);
+        let s = parse("dest-vm has no internet access", "source-vm", "dest-vm");
+        assert!(s.complaints[0].kinds.contains(&SymptomKind::Unreachable));
+        assert_eq!(s.vms, vec!["dest-vm".to_string()]);
         assert_eq!(internet("no internet access from source-vm"), vec![true]);
         assert_eq!(internet("the internet is slow since Tuesday"), vec![true]);
         // Traffic from the internet is the VM's inbound side; exposure is compliance.

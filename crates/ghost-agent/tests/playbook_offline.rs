@@ -418,42 +418,42 @@ fn engine_keys_reach_the_engine_not_the_tool_and_denials_make_a_hypothesis_unver
     }
 }
 
-#[test]
-fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet() {
-    // Scenario T's first phase: the default route goes to a dead appliance, and an OUTPUT
-    // drop of tcp/80 also sits on the source (a separate problem: one port cannot explain
-    // "all internet lost").
-    use std::sync::{Arc, Mutex};
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Scenario T's first phase on the VM `side`: its default route goes to a dead appliance,
+/// and an OUTPUT drop of tcp/80 also sits there (a separate problem: one port cannot explain
+/// "no internet"). Every tool records its calls; the other VM is clean.
+fn internet_case(sid: &str, text: &str, side: &'static str) -> (tempfile::TempDir, Engine, Calls) {
     let dir = tempfile::tempdir().unwrap();
-    let sid = "ghost_20261122T110000Z";
-    let calls: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
-    let rec = |name: &'static str, calls: &Arc<Mutex<Vec<(String, serde_json::Value)>>>| {
+    let calls: Calls = Calls::default();
+    let rec = |calls: &Calls| {
         let calls = calls.clone();
-        move |args: &serde_json::Value| {
+        move |name: &str, args: &serde_json::Value| {
             calls.lock().unwrap().push((name.to_string(), args.clone()));
         }
     };
-    let (r_nsg, r_routes, r_os, r_other) = (
-        rec("inspect_nsg", &calls),
-        rec("inspect_routes", &calls),
-        rec("inspect_os_layer", &calls),
-        calls.clone(),
+    let (r_nsg, r_routes, r_os, r_meter, r_trace) = (
+        rec(&calls),
+        rec(&calls),
+        rec(&calls),
+        rec(&calls),
+        rec(&calls),
     );
     let tools: Vec<Box<dyn Tool>> = vec![
         tool("inspect_nsg", move |args| {
-            r_nsg(args);
+            r_nsg("inspect_nsg", args);
             let mut r = ToolResult::ok(json!({"forward": {"verdict": "ALLOW"}}));
             r.coverage = vec![inspected(Aspect::NsgForward, None)];
             r
         }),
         tool("inspect_routes", move |args| {
-            r_routes(args);
+            r_routes("inspect_routes", args);
             let mut r = ToolResult::ok(json!({}));
             r.coverage = vec![inspected(Aspect::Routes, None)];
-            if args["mode"] == "audit" {
+            if args["mode"] == "audit" && args["vm"] == side {
                 r.findings = vec![Finding::new(
                     Layer::Route,
-                    Some("source-vm"),
+                    Some(side),
                     "route_nva",
                     "rt-default/default-via-nva",
                     "route 0.0.0.0/0 goes to a dead appliance",
@@ -472,13 +472,13 @@ fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet(
             r
         }),
         os_layer(move |vm, args| {
-            r_os(args);
-            if vm != "source-vm" {
+            r_os("inspect_os_layer", args);
+            if vm != side {
                 return vec![];
             }
             vec![Finding::new(
                 Layer::OsFirewall,
-                Some("source-vm"),
+                Some(side),
                 "iptables_drop",
                 "filter/OUTPUT #1",
                 "OUTPUT drops tcp/80",
@@ -489,33 +489,37 @@ fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet(
             .attr("port", 80u64)
             .attr("chain", "OUTPUT")]
         }),
-        tool("run_pipe_meter", {
-            let c = r_other.clone();
-            move |a| {
-                c.lock().unwrap().push(("run_pipe_meter".into(), a.clone()));
-                ToolResult::ok(json!({}))
-            }
+        tool("run_pipe_meter", move |a| {
+            r_meter("run_pipe_meter", a);
+            ToolResult::ok(json!({}))
         }),
         tool("trace_reachability", move |a| {
-            r_other
-                .lock()
-                .unwrap()
-                .push(("trace_reachability".into(), a.clone()));
+            r_trace("trace_reachability", a);
             ToolResult::ok(json!({}))
         }),
     ];
-    let symptom = ghost_agent::symptom::parse("all internet lost", "source-vm", "dest-vm");
+    let symptom = ghost_agent::symptom::parse(text, "source-vm", "dest-vm");
     let e = concluded(dir.path(), sid, symptom, tools);
+    (dir, e, calls)
+}
+
+/// What an internet investigation of `side` must show (`other` is the VM not in question).
+fn assert_internet_investigation(e: &Engine, calls: &Calls, side: &str, other: &str) {
     let inet = ghost_agent::tools::DEFAULT_INTERNET_PROBE_IP;
     assert_eq!(e.state.internet_address.as_deref(), Some(inet));
+    assert_eq!(e.state.internet_side(), side);
     let calls = calls.lock().unwrap().clone();
-    // Nothing between the VMs: no measurement, no trace, no look at dest-vm.
+    // Nothing between the VMs: no measurement, no trace, no look at the other VM.
     for (tool, args) in &calls {
         assert!(
             tool != "run_pipe_meter" && tool != "trace_reachability",
             "{calls:#?}"
         );
-        assert_ne!(args["vm"], "dest-vm", "{calls:#?}");
+        assert_ne!(args["vm"], other, "{calls:#?}");
+        if tool == "inspect_nsg" {
+            let from = args["source_vm"].as_str().unwrap_or("source-vm");
+            assert_eq!(from, side, "{calls:#?}");
+        }
     }
     // The NSG verdict and the route are asked toward the internet address, on HTTPS.
     assert!(calls
@@ -523,11 +527,11 @@ fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet(
         .any(|(t, a)| t == "inspect_nsg" && a["address"] == inet && a["port"] == 443));
     assert!(calls
         .iter()
-        .any(|(t, a)| t == "inspect_routes" && a["address"] == inet));
-    // The hypotheses speak of the internet and of the source only.
+        .any(|(t, a)| t == "inspect_routes" && a["address"] == inet && a["vm"] == side));
+    // The hypotheses speak of the internet and of that VM only.
     for h in e.state.hypotheses.iter().filter(|h| h.thread == "T1") {
-        assert!(!h.statement.contains("dest-vm"), "{h:?}");
-        assert_ne!(h.vm.as_deref(), Some("dest-vm"), "{h:?}");
+        assert!(!h.statement.contains(other), "{h:?}");
+        assert_eq!(h.vm.as_deref(), Some(side), "{h:?}");
     }
     // The route explains the complaint; the port-80 drop is a separate thread.
     let confirmed: Vec<&Hypothesis> = e
@@ -552,16 +556,31 @@ fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet(
         .find(|h| h.thread == "T1" && h.layer == Layer::Nsg)
         .unwrap();
     assert_eq!(nsg.status, HypothesisStatus::Refuted, "{nsg:?}");
-    // The report's final check reaches the internet address, not dest-vm.
+    // The report's final check reaches the internet address from that VM.
     let report = ghost_agent::report::build_report(&e.state);
-    let finals: Vec<&str> = report
+    let finals: Vec<(&str, &str)> = report
         .recommended_actions
         .iter()
         .filter(|a| a.kind == ghost_agent::report::ActionKind::FinalVerify)
-        .map(|a| a.command.as_str())
+        .map(|a| (a.command.as_str(), a.run_on.as_str()))
         .collect();
-    assert!(
-        finals.contains(&format!("nc -vz -w 5 {inet} 443").as_str()),
-        "{finals:?}"
+    let want = format!("nc -vz -w 5 {inet} 443");
+    assert_eq!(finals, vec![(want.as_str(), side)], "{finals:?}");
+}
+
+#[test]
+fn an_internet_complaint_is_investigated_on_the_source_side_toward_the_internet() {
+    let (_dir, e, calls) =
+        internet_case("ghost_20261122T110000Z", "all internet lost", "source-vm");
+    assert_internet_investigation(&e, &calls, "source-vm", "dest-vm");
+}
+
+#[test]
+fn an_internet_complaint_naming_the_destination_is_investigated_there() {
+    let (_dir, e, calls) = internet_case(
+        "ghost_20261122T110500Z",
+        "dest-vm has no internet access since the change",
+        "dest-vm",
     );
+    assert_internet_investigation(&e, &calls, "dest-vm", "source-vm");
 }

@@ -255,6 +255,7 @@ fn k_state() -> SessionState {
         expectations: Expectations::default(),
         usage: None,
         internet_address: None,
+        internet_vm: None,
     }
 }
 

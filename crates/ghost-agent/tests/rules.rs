@@ -53,6 +53,7 @@ fn state(text: &str) -> SessionState {
         expectations: Expectations::default(),
         usage: None,
         internet_address: None,
+        internet_vm: None,
     }
 }
 
