@@ -144,21 +144,49 @@ fn is_internet_thread(t: &Thread) -> bool {
     is_pair_thread(t) && t.complaint.internet
 }
 
+/// The paths a finding is weighed against: the VM whose internet is in question, the
+/// address standing for the internet, and the routes that won for the pair's destination
+/// (None when no route lookup for it succeeded).
+struct Paths<'a> {
+    side: &'a str,
+    internet: Option<&'a str>,
+    source: &'a str,
+    pair_routes: Option<Vec<String>>,
+}
+
+/// False when the finding is a route whose prefix does not cover `addr` (the route does not
+/// carry that traffic); true otherwise, or when either is unknown.
+fn route_covers(f: &Finding, addr: Option<&str>) -> bool {
+    if f.layer != Layer::Route {
+        return true;
+    }
+    use effective_network_inspector::net::{Addr, Prefix};
+    match (attr_str(f, "prefix"), addr) {
+        (Some(prefix), Some(addr)) => match (prefix.parse::<Prefix>(), addr.parse::<Addr>()) {
+            (Ok(p), Ok(a)) => p.contains(a),
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
 /// Whether a finding can concern an internet thread: it must be on the VM whose internet
 /// is in question (or on no VM), and a route must cover the internet address.
-fn concerns_internet(f: &Finding, side: &str, internet: Option<&str>) -> bool {
-    if f.vm.as_deref().is_some_and(|v| v != side) {
-        return false;
+fn concerns_internet(f: &Finding, paths: &Paths<'_>) -> bool {
+    f.vm.as_deref().is_none_or(|v| v == paths.side) && route_covers(f, paths.internet)
+}
+
+/// Whether a finding can concern the path between the two VMs: a route of the source's NIC
+/// must be the one that won for the destination (a default route to a dead appliance found
+/// by the audit cuts the internet off, not the VNet, when a VNet route wins).
+fn concerns_pair(f: &Finding, paths: &Paths<'_>) -> bool {
+    if f.layer != Layer::Route || f.vm.as_deref() != Some(paths.source) {
+        return true;
     }
-    if f.layer == Layer::Route {
-        if let (Some(prefix), Some(addr)) = (attr_str(f, "prefix"), internet) {
-            use effective_network_inspector::net::{Addr, Prefix};
-            if let (Ok(p), Ok(a)) = (prefix.parse::<Prefix>(), addr.parse::<Addr>()) {
-                return p.contains(a);
-            }
-        }
+    match &paths.pair_routes {
+        Some(won) => won.contains(&f.component),
+        None => true,
     }
-    true
 }
 
 fn attr_u64(f: &Finding, k: &str) -> Option<u64> {
@@ -169,12 +197,12 @@ fn attr_str<'a>(f: &'a Finding, k: &str) -> Option<&'a str> {
     f.attrs.get(k).and_then(Value::as_str)
 }
 
-/// Which threads a finding can explain. `side` is the VM whose internet is in question and
-/// `internet` the address an internet thread is evaluated toward.
-fn threads_for(f: &Finding, threads: &[Thread], side: &str, internet: Option<&str>) -> Vec<String> {
+/// Which threads a finding can explain, given the paths they are about.
+fn threads_for(f: &Finding, threads: &[Thread], paths: &Paths<'_>) -> Vec<String> {
     let threads: Vec<Thread> = threads
         .iter()
-        .filter(|t| !is_internet_thread(t) || concerns_internet(f, side, internet))
+        .filter(|t| !is_internet_thread(t) || concerns_internet(f, paths))
+        .filter(|t| !is_vm_pair_thread(t) || concerns_pair(f, paths))
         .cloned()
         .collect();
     let threads = threads.as_slice();
@@ -705,6 +733,38 @@ pub fn resolve(engine: &mut Engine) {
     let threads = engine.state.threads.clone();
     let side = engine.state.internet_side().to_string();
     let internet = engine.state.internet_address.clone();
+    let src = engine.state.source_vm.clone();
+    // The route lookups for the destination (no address, not an audit) that succeeded, and
+    // the route findings they made: the routes that carry the pair's traffic.
+    let lookups: Vec<&str> = engine
+        .state
+        .calls
+        .iter()
+        .filter(|c| {
+            c.tool == "inspect_routes"
+                && c.result.ok
+                && c.args.get("address").is_none()
+                && c.args.get("mode").and_then(Value::as_str) != Some("audit")
+        })
+        .map(|c| c.audit_id.as_str())
+        .collect();
+    let pair_routes = (!lookups.is_empty()).then(|| {
+        engine
+            .state
+            .findings
+            .iter()
+            .filter(|f| {
+                f.layer == Layer::Route && f.evidence.iter().any(|e| lookups.contains(&e.as_str()))
+            })
+            .map(|f| f.component.clone())
+            .collect::<Vec<String>>()
+    });
+    let paths = Paths {
+        side: &side,
+        internet: internet.as_deref(),
+        source: &src,
+        pair_routes,
+    };
     // A drop inside a chain added since the baseline is the blocking change, even where it
     // only filters forwarded traffic (rated informational on its own): scenario O's Docker
     // isolation chains.
@@ -745,13 +805,13 @@ pub fn resolve(engine: &mut Engine) {
     let blocked: Vec<String> = causes
         .iter()
         .filter(|f| is_blocking(&f.kind))
-        .flat_map(|f| threads_for(f, &threads, &side, internet.as_deref()))
+        .flat_map(|f| threads_for(f, &threads, &paths))
         .collect();
     let mut extra_thread: Option<String> = None;
     let mut blocking_thread: Option<String> = None;
     for f in causes {
         let layer = hypothesis_layer(f);
-        let mut targets = threads_for(f, &threads, &side, internet.as_deref());
+        let mut targets = threads_for(f, &threads, &paths);
         // Shaping found while a blocking cause explains the complaint, and no performance
         // complaint was reported: a separate problem, investigated as its own thread (it
         // does not explain the reported failure, and it must not be lost).
@@ -1067,6 +1127,57 @@ mod tests {
     use super::*;
     use crate::model::Complaint;
 
+    fn paths(internet: Option<&str>) -> Paths<'_> {
+        Paths {
+            side: "source-vm",
+            internet,
+            source: "source-vm",
+            pair_routes: None,
+        }
+    }
+
+    #[test]
+    fn a_route_explains_the_pair_only_when_it_won_for_the_destination() {
+        let pair = thread("iperf hangs", vec![SymptomKind::Hangs], vec![]);
+        let route = |component: &str, vm: &str| {
+            Finding::new(
+                Layer::Route,
+                Some(vm),
+                "route_nva",
+                component,
+                "s",
+                "m",
+                Severity::High,
+            )
+            .attr("prefix", "0.0.0.0/0")
+        };
+        let t = std::slice::from_ref(&pair);
+        let with = |won: Option<Vec<String>>| Paths {
+            side: "source-vm",
+            internet: None,
+            source: "source-vm",
+            pair_routes: won,
+        };
+        let default = route("rt/default-via-nva", "source-vm");
+        // The lookup for dest-vm chose a VNet route: the audit's default route is not it.
+        assert!(threads_for(&default, t, &with(Some(vec![]))).is_empty());
+        // The lookup chose that very route: it explains the pair.
+        assert_eq!(
+            threads_for(&default, t, &with(Some(vec!["rt/default-via-nva".into()]))),
+            vec!["T1".to_string()]
+        );
+        // No lookup succeeded: nothing to weigh it against, it is kept.
+        assert_eq!(
+            threads_for(&default, t, &with(None)),
+            vec!["T1".to_string()]
+        );
+        // Findings of other layers, or on dest-vm, are not weighed this way.
+        assert_eq!(
+            threads_for(&route("rt/x", "dest-vm"), t, &with(Some(vec![]))),
+            vec!["T1".to_string()]
+        );
+    }
+
     fn thread(text: &str, kinds: Vec<SymptomKind>, ports: Vec<u16>) -> Thread {
         Thread {
             id: "T1".into(),
@@ -1103,7 +1214,7 @@ mod tests {
         )
         .attr("port", 80)
         .attr("protocol", "tcp");
-        let threads_for = |f: &Finding, t: &[Thread]| threads_for(f, t, "source-vm", None);
+        let threads_for = |f: &Finding, t: &[Thread]| threads_for(f, t, &paths(None));
         assert!(threads_for(&drop80, std::slice::from_ref(&all)).is_empty());
         assert_eq!(threads_for(&drop80, &[one]), vec!["T1".to_string()]);
     }
@@ -1125,7 +1236,7 @@ mod tests {
             .attr("prefix", prefix)
         };
         let t = std::slice::from_ref(&inet);
-        let to = |f: &Finding| threads_for(f, t, "source-vm", Some("198.19.128.10"));
+        let to = |f: &Finding| threads_for(f, t, &paths(Some("198.19.128.10")));
         // The default route to a dead appliance explains it.
         assert_eq!(to(&route("0.0.0.0/0", "source-vm")), vec!["T1".to_string()]);
         // A route for the destination VM's /32 does not carry internet traffic.
