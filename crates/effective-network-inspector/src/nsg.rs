@@ -216,27 +216,29 @@ pub struct AddrSet {
     pub internet_outside: Option<Vec<Prefix>>,
 }
 
-/// Private ranges Azure's system routes never send to the internet.
-const NOT_INTERNET: &[&str] = &[
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "fc00::/7",
-    "fe80::/10",
-    "::1/128",
-];
+/// Private ranges Azure's system routes never send to the internet (parsed once).
+static NOT_INTERNET: std::sync::LazyLock<Vec<Prefix>> = std::sync::LazyLock::new(|| {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    ]
+    .iter()
+    .filter_map(|p| p.parse().ok())
+    .collect()
+});
 
 /// Whether `a` is in the `Internet` tag, given the prefixes that are not.
 fn internet_tri(outside: &[Prefix], a: Addr) -> Tri {
     if outside.iter().any(|p| p.contains(a)) {
         return Tri::No;
     }
-    let private = NOT_INTERNET
-        .iter()
-        .filter_map(|p| p.parse::<Prefix>().ok())
-        .any(|p| p.contains(a));
+    let private = NOT_INTERNET.iter().any(|p| p.contains(a));
     if private {
         Tri::Unknown
     } else {

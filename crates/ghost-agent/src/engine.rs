@@ -195,14 +195,6 @@ impl Engine {
         let internet = threads.iter().any(|t| t.complaint.internet);
         let internet_address =
             internet.then(|| crate::tools::internet_address(&ctx, &symptom.addresses));
-        let (src_vm, dst_vm) = (ctx.source_vm(), ctx.dest_vm());
-        let internet_vm = internet.then(|| {
-            if symptom.vms.len() == 1 && symptom.vms[0] == dst_vm {
-                dst_vm.clone()
-            } else {
-                src_vm.clone()
-            }
-        });
         let state = SessionState {
             schema_version: STATE_SCHEMA_VERSION,
             session_id: ctx.session_id.as_str().to_string(),
@@ -225,7 +217,6 @@ impl Engine {
             expectations: ctx.expectations,
             usage: None,
             internet_address,
-            internet_vm,
         };
         let engine = Engine::resume(ctx, state);
         engine.save()?;

@@ -193,6 +193,18 @@ pub struct Complaint {
     pub internet: bool,
 }
 
+impl Complaint {
+    /// A complaint about a path (connectivity or performance, or no recognised kind: nothing
+    /// says the path is out of question), as opposed to compliance or after-change alone.
+    pub fn is_path(&self) -> bool {
+        self.kinds.is_empty()
+            || self
+                .kinds
+                .iter()
+                .any(|k| k.is_connectivity() || k.is_performance())
+    }
+}
+
 /// A thread: one symptom investigated on its own. A cause found for one thread does not
 /// close another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -622,16 +634,15 @@ pub struct SessionState {
     /// address): routes and NSGs are evaluated toward it; nothing is sent to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internet_address: Option<String>,
-    /// The VM whose way to the internet is in question: the destination VM when the
-    /// symptom names it alone ("dest-vm has no internet"), else the source VM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub internet_vm: Option<String>,
 }
 
 impl SessionState {
-    /// The VM an internet complaint is about ([`SessionState::internet_vm`], else the
-    /// source VM).
+    /// The VM an internet complaint is about: the destination VM when the symptom names it
+    /// alone ("dest-vm has no internet"), else the source VM.
     pub fn internet_side(&self) -> &str {
-        self.internet_vm.as_deref().unwrap_or(&self.source_vm)
+        match self.symptom.vms.as_slice() {
+            [only] if *only == self.dest_vm => &self.dest_vm,
+            _ => &self.source_vm,
+        }
     }
 }

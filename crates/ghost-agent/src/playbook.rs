@@ -126,11 +126,7 @@ fn complains_of_everything(t: &Thread) -> bool {
 
 /// A thread about a path from the source VM: to the destination VM, or to the internet.
 fn is_pair_thread(t: &Thread) -> bool {
-    t.complaint
-        .kinds
-        .iter()
-        .any(|k| k.is_connectivity() || k.is_performance())
-        || t.complaint.kinds.is_empty()
+    t.complaint.is_path()
 }
 
 /// A thread about the path between the two configured VMs.

@@ -147,13 +147,7 @@ pub fn coverage_required(state: &SessionState) -> Vec<(Aspect, Option<String>)> 
         .threads
         .iter()
         .filter(reported)
-        .filter(|t| {
-            t.complaint.kinds.is_empty()
-                || t.complaint
-                    .kinds
-                    .iter()
-                    .any(|k| k.is_connectivity() || k.is_performance())
-        })
+        .filter(|t| t.complaint.is_path())
         .collect();
     if !path_threads.is_empty() && path_threads.iter().all(|t| t.complaint.internet) {
         let side = state.internet_side().trim().to_string();

@@ -25,12 +25,7 @@ fn scenario_k_shape_two_threads_two_causes() {
         "refusals: {:?}",
         e.state.refusals
     );
-    let confirmed: Vec<&Hypothesis> = e
-        .state
-        .hypotheses
-        .iter()
-        .filter(|h| h.status == HypothesisStatus::Confirmed)
-        .collect();
+    let confirmed: Vec<&Hypothesis> = confirmed(&e);
     assert_eq!(confirmed.len(), 2, "{confirmed:#?}");
     let tc = confirmed
         .iter()
@@ -534,12 +529,7 @@ fn assert_internet_investigation(e: &Engine, calls: &Calls, side: &str, other: &
         assert_eq!(h.vm.as_deref(), Some(side), "{h:?}");
     }
     // The route explains the complaint; the port-80 drop is a separate thread.
-    let confirmed: Vec<&Hypothesis> = e
-        .state
-        .hypotheses
-        .iter()
-        .filter(|h| h.status == HypothesisStatus::Confirmed)
-        .collect();
+    let confirmed: Vec<&Hypothesis> = confirmed(e);
     let route = confirmed.iter().find(|h| h.layer == Layer::Route).unwrap();
     assert_eq!(route.thread, "T1");
     assert!(route.statement.contains("internet"), "{route:?}");

@@ -255,7 +255,6 @@ fn k_state() -> SessionState {
         expectations: Expectations::default(),
         usage: None,
         internet_address: None,
-        internet_vm: None,
     }
 }
 

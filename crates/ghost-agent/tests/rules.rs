@@ -53,7 +53,6 @@ fn state(text: &str) -> SessionState {
         expectations: Expectations::default(),
         usage: None,
         internet_address: None,
-        internet_vm: None,
     }
 }
 

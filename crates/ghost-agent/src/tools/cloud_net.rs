@@ -370,6 +370,28 @@ fn nsg_names(v: &VmNet) -> Vec<String> {
         .collect()
 }
 
+/// Coverage of a flow by the verdicts of the NSGs it crosses, in order: inspected when they
+/// decide it (a deny decides it whatever follows), unverifiable with the first undecided
+/// NSG's reason otherwise.
+fn gates_coverage(verdicts: &[&NsgVerdict]) -> CoverageState {
+    let combined = verdicts
+        .iter()
+        .fold(FinalVerdict::Allow, |acc, v| combine(acc, v.final_verdict));
+    match combined {
+        FinalVerdict::Indeterminate => CoverageState::Unverifiable {
+            reason: format!(
+                "the effective NSGs cannot decide the flow: {}",
+                verdicts
+                    .iter()
+                    .find(|v| v.final_verdict == FinalVerdict::Indeterminate)
+                    .map(|v| v.reason.as_str())
+                    .unwrap_or_default()
+            ),
+        },
+        _ => inspected(),
+    }
+}
+
 /// The `inspect_nsg` verdict: source → dest (source outbound, then dest inbound) and
 /// dest → source (dest outbound, then source inbound) for the flow.
 pub fn nsg_verdicts(
@@ -400,22 +422,9 @@ pub fn nsg_verdicts(
     findings.extend(deny_finding(&dst.vm, &f_in, rg, "nsg_deny"));
     findings.extend(deny_finding(&dst.vm, &r_out, rg, "nsg_deny_reverse"));
     findings.extend(deny_finding(&src.vm, &r_in, rg, "nsg_deny_reverse"));
-    let cov = |v: FinalVerdict, a: &NsgVerdict, b: &NsgVerdict| match v {
-        FinalVerdict::Indeterminate => CoverageState::Unverifiable {
-            reason: format!(
-                "the effective NSGs cannot decide the flow: {}",
-                if a.final_verdict == FinalVerdict::Indeterminate {
-                    &a.reason
-                } else {
-                    &b.reason
-                }
-            ),
-        },
-        _ => inspected(),
-    };
     let coverage = vec![
-        mark(Aspect::NsgForward, cov(fwd, &f_out, &f_in)),
-        mark(Aspect::NsgReturn, cov(rev, &r_out, &r_in)),
+        mark(Aspect::NsgForward, gates_coverage(&[&f_out, &f_in])),
+        mark(Aspect::NsgReturn, gates_coverage(&[&r_out, &r_in])),
     ];
     let summary = json!({
         "mode": "verdict",
@@ -496,15 +505,7 @@ pub fn nsg_address_verdict(
             f
         })
         .collect();
-    let coverage = vec![mark(
-        Aspect::NsgForward,
-        match v.final_verdict {
-            FinalVerdict::Indeterminate => CoverageState::Unverifiable {
-                reason: format!("the effective NSGs cannot decide the flow: {}", v.reason),
-            },
-            _ => inspected(),
-        },
-    )];
+    let coverage = vec![mark(Aspect::NsgForward, gates_coverage(&[&v]))];
     let summary = json!({
         "mode": "verdict",
         "flow": {

@@ -252,3 +252,12 @@ pub fn concluded(
     assert_eq!(out, PlaybookOutcome::Concluded, "{:?}", e.state.refusals);
     e
 }
+
+/// The confirmed hypotheses of a session.
+pub fn confirmed(e: &ghost_agent::engine::Engine) -> Vec<&Hypothesis> {
+    e.state
+        .hypotheses
+        .iter()
+        .filter(|h| h.status == HypothesisStatus::Confirmed)
+        .collect()
+}
